@@ -1,0 +1,497 @@
+"""SelfHealingEngine: one governor for every healing attempt.
+
+An attempt runs only if automatic healing is enabled, the engine is not
+dormant, the backoff window since the last failure has passed, the target is
+not already being healed, and the ``self-healing-main`` breaker admits it.
+Each decision, including every skip and why, is published on the event bus.
+
+Dormant mode is entered after ``max_consecutive_failures`` failed attempts
+in a row, or when the main breaker goes PERMANENT_OPEN. Dormant means no
+attempt at all until a human calls ``resume_from_dormant(reason)``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Protocol
+
+from selfhealing.backoff import Backoff
+from selfhealing.breaker import BreakerState, CircuitBreaker
+from selfhealing.clock import Clock, system_clock, utc_iso
+from selfhealing.events import Event, EventBus, EventKind
+from selfhealing.exceptions import (
+    CircuitOpenError,
+    ConfigError,
+    validate_reason,
+)
+from selfhealing.registry import CircuitBreakerRegistry
+
+
+__all__ = [
+    "MAIN_BREAKER",
+    "AttemptOutcome",
+    "AttemptResult",
+    "EngineMode",
+    "EngineSnapshot",
+    "SelfHealingEngine",
+    "SkipReason",
+]
+
+_log = logging.getLogger("selfhealing.engine")
+
+MAIN_BREAKER = "self-healing-main"
+_COMPONENT = "SelfHealing"
+
+
+class EngineMode(StrEnum):
+    """ACTIVE heals; DORMANT only watches, until a human resumes it."""
+
+    ACTIVE = "active"
+    DORMANT = "dormant"
+
+
+class AttemptOutcome(StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class SkipReason(StrEnum):
+    """Why the engine did not attempt: each is audited."""
+
+    DISABLED = "disabled"  # FEATURE_AUTO_HEALING_ENABLED=false
+    DORMANT = "dormant"
+    BACKOFF = "backoff"
+    BREAKER_OPEN = "breaker_open"
+    IN_PROGRESS = "in_progress"  # this target is being healed already
+
+
+class AutoHealingSwitch(Protocol):
+    """What the engine reads from the feature flags."""
+
+    @property
+    def auto_healing(self) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptResult:
+    """What became of one request to heal a target."""
+
+    target: str
+    outcome: AttemptOutcome
+    skip_reason: SkipReason | None = None
+    retry_after: float | None = None  # seconds, for skips that end
+    duration: float = 0.0
+    error: str | None = None
+
+    @property
+    def attempted(self) -> bool:
+        return self.outcome is not AttemptOutcome.SKIPPED
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSnapshot:
+    """The engine at one moment: the status API's ``selfHealing``."""
+
+    enabled: bool
+    mode: EngineMode
+    dormant_reason: str | None
+    dormant_since: float | None
+    consecutive_failures: int
+    backoff_delay: float
+    next_attempt_at: float | None
+    total_attempts: int
+    successful_healings: int
+    failed_healings: int
+    max_consecutive_failures: int
+    in_progress: tuple[str, ...]
+    last_resume: dict[str, Any] | None
+
+    @property
+    def is_dormant(self) -> bool:
+        return self.mode is EngineMode.DORMANT
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "enabled": self.enabled,
+            "mode": str(self.mode),
+            "isDormant": self.is_dormant,
+            "dormantReason": self.dormant_reason,
+            "dormantSince": utc_iso(self.dormant_since),
+            "consecutiveFailures": self.consecutive_failures,
+            "maxConsecutiveFailures": self.max_consecutive_failures,
+            "backoffDelay": round(self.backoff_delay * 1000),
+            "nextAttemptAt": utc_iso(self.next_attempt_at),
+            "totalAttempts": self.total_attempts,
+            "successfulHealings": self.successful_healings,
+            "failedHealings": self.failed_healings,
+            "inProgress": list(self.in_progress),
+            "lastResume": self.last_resume,
+        }
+
+
+class _NotHealedError(Exception):
+    """The action ran but verification says the target is still unhealthy."""
+
+
+class SelfHealingEngine:
+    """Governs healing attempts; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        registry: CircuitBreakerRegistry | None = None,
+        flags: AutoHealingSwitch | None = None,
+        backoff: Backoff | None = None,
+        max_consecutive_failures: int = 10,
+        clock: Clock = system_clock,
+        bus: EventBus | None = None,
+    ) -> None:
+        if (
+            isinstance(max_consecutive_failures, bool)
+            or not isinstance(max_consecutive_failures, int)
+            or max_consecutive_failures < 1
+        ):
+            raise ConfigError(
+                f"must be an integer >= 1, got {max_consecutive_failures!r}",
+                where="max_consecutive_failures",
+            )
+        self._clock = clock
+        self._bus = bus if bus is not None else EventBus()
+        self._registry = (
+            registry
+            if registry is not None
+            else CircuitBreakerRegistry(clock=clock, bus=self._bus)
+        )
+        self._flags = flags
+        self._backoff = backoff if backoff is not None else Backoff()
+        self._max_failures = max_consecutive_failures
+        self._mode = EngineMode.ACTIVE
+        self._dormant_reason: str | None = None
+        self._dormant_since: float | None = None
+        self._consecutive_failures = 0
+        self._not_before = 0.0  # monotonic: last failure + backoff delay
+        self._total = 0
+        self._succeeded = 0
+        self._failed = 0
+        self._in_progress: set[str] = set()
+        self._last_resume: dict[str, Any] | None = None
+
+    # ------------------------------------------------------------ attempts
+
+    @property
+    def main_breaker(self) -> CircuitBreaker:
+        return self._registry.get_or_create(MAIN_BREAKER)
+
+    @property
+    def bus(self) -> EventBus:
+        return self._bus
+
+    @property
+    def registry(self) -> CircuitBreakerRegistry:
+        return self._registry
+
+    @property
+    def enabled(self) -> bool:
+        return self._flags is None or self._flags.auto_healing
+
+    async def attempt(
+        self,
+        target: str,
+        heal: Callable[[], Awaitable[bool]],
+        *,
+        details: dict[str, Any] | None = None,
+    ) -> AttemptResult:
+        """Try to heal *target* with *heal*, if governance allows it now.
+
+        *heal* runs the remediation and returns True only when the target
+        was verified healthy afterwards; False or an exception is a failed
+        attempt. A call the main breaker rejects is not an attempt.
+        """
+        skip = self._gate(target)
+        if skip is not None:
+            return self._skipped(target, *skip, details)
+        breaker = self.main_breaker
+        self._in_progress.add(target)
+        started = self._clock.monotonic()
+        attempt_number = 0
+
+        async def governed() -> None:
+            nonlocal attempt_number
+            self._total += 1
+            attempt_number = self._total
+            self._publish(
+                EventKind.HEALING_ATTEMPTED,
+                f"healing attempt #{attempt_number} on {target}",
+                target=target,
+                data={"attempt": attempt_number, **(details or {})},
+            )
+            if not await heal():
+                raise _NotHealedError
+
+        try:
+            await breaker.call_async(governed)
+        except CircuitOpenError as exc:
+            return self._skipped(
+                target, SkipReason.BREAKER_OPEN, exc.retry_after, details
+            )
+        except _NotHealedError:
+            return self._failed_attempt(
+                target, started, "still unhealthy after healing", details
+            )
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            return self._failed_attempt(target, started, error, details)
+        finally:
+            self._in_progress.discard(target)
+        return self._succeeded_attempt(target, started, details)
+
+    def _gate(self, target: str) -> tuple[SkipReason, float | None] | None:
+        if not self.enabled:
+            return SkipReason.DISABLED, None
+        if self._mode is EngineMode.ACTIVE and (
+            self.main_breaker.state is BreakerState.PERMANENT_OPEN
+        ):
+            self._enter_dormant(
+                f"Circuit breaker {MAIN_BREAKER} is PERMANENT_OPEN"
+            )
+        if self._mode is EngineMode.DORMANT:
+            return SkipReason.DORMANT, None
+        wait = self._not_before - self._clock.monotonic()
+        if wait > 0:
+            return SkipReason.BACKOFF, wait
+        if target in self._in_progress:
+            return SkipReason.IN_PROGRESS, None
+        return None
+
+    def _skipped(
+        self,
+        target: str,
+        reason: SkipReason,
+        retry_after: float | None,
+        details: dict[str, Any] | None,
+    ) -> AttemptResult:
+        _log.debug("skipped healing of %s: %s", target, reason)
+        self._publish(
+            EventKind.HEALING_SKIPPED,
+            f"healing of {target} skipped: {reason}",
+            target=target,
+            reason=str(reason),
+            data={"retryAfter": retry_after, **(details or {})},
+        )
+        return AttemptResult(
+            target, AttemptOutcome.SKIPPED, reason, retry_after
+        )
+
+    def _succeeded_attempt(
+        self, target: str, started: float, details: dict[str, Any] | None
+    ) -> AttemptResult:
+        duration = self._clock.monotonic() - started
+        self._succeeded += 1
+        self._consecutive_failures = 0
+        self._not_before = 0.0
+        _log.info("healed %s in %.3fs", target, duration)
+        self._publish(
+            EventKind.HEALING_SUCCEEDED,
+            f"{target} healed and verified",
+            target=target,
+            data={"durationMs": round(duration * 1000), **(details or {})},
+        )
+        return AttemptResult(
+            target, AttemptOutcome.SUCCEEDED, duration=duration
+        )
+
+    def _failed_attempt(
+        self,
+        target: str,
+        started: float,
+        error: str,
+        details: dict[str, Any] | None,
+    ) -> AttemptResult:
+        now = self._clock.monotonic()
+        self._failed += 1
+        self._consecutive_failures += 1
+        failures = self._consecutive_failures
+        delay = self._backoff.delay(failures)
+        self._not_before = now + delay
+        _log.warning(
+            "healing of %s failed (%d consecutive): %s; next attempt in %.0fs",
+            target,
+            failures,
+            error,
+            delay,
+        )
+        self._publish(
+            EventKind.HEALING_FAILED,
+            f"healing of {target} failed: {error}",
+            target=target,
+            data={
+                "error": error,
+                "consecutiveFailures": failures,
+                "backoffDelay": round(delay * 1000),
+                "durationMs": round((now - started) * 1000),
+                **(details or {}),
+            },
+        )
+        if failures >= self._max_failures:
+            self._enter_dormant(
+                f"Exceeded maximum consecutive failures ({self._max_failures})"
+            )
+        elif self.main_breaker.state is BreakerState.PERMANENT_OPEN:
+            self._enter_dormant(
+                f"Circuit breaker {MAIN_BREAKER} is PERMANENT_OPEN"
+            )
+        return AttemptResult(
+            target,
+            AttemptOutcome.FAILED,
+            duration=now - started,
+            error=error,
+            retry_after=delay,
+        )
+
+    # ------------------------------------------------------- dormant mode
+
+    @property
+    def mode(self) -> EngineMode:
+        return self._mode
+
+    @property
+    def is_dormant(self) -> bool:
+        return self._mode is EngineMode.DORMANT
+
+    @property
+    def consecutive_failures(self) -> int:
+        return self._consecutive_failures
+
+    @property
+    def backoff_delay(self) -> float:
+        """Seconds the engine waits after the current failure streak."""
+        return self._backoff.delay(self._consecutive_failures)
+
+    def retry_after(self) -> float | None:
+        """Seconds until an attempt may start: None while dormant."""
+        if self._mode is EngineMode.DORMANT:
+            return None
+        breaker_wait = self.main_breaker.retry_after()
+        if breaker_wait is None:
+            return None
+        backoff_wait = self._not_before - self._clock.monotonic()
+        return max(0.0, backoff_wait, breaker_wait)
+
+    def enter_dormant(self, reason: str, *, actor: str | None = None) -> bool:
+        """Stop all healing until resumed; False if already dormant."""
+        return self._enter_dormant(validate_reason(reason), actor=actor)
+
+    def _enter_dormant(self, reason: str, *, actor: str | None = None) -> bool:
+        if self._mode is EngineMode.DORMANT:
+            return False
+        self._mode = EngineMode.DORMANT
+        self._dormant_reason = reason
+        self._dormant_since = self._clock.time()
+        _log.error(
+            "entering DORMANT mode: %s. No healing until an operator "
+            "resumes: POST /api/system/heal/resume with a reason",
+            reason,
+        )
+        self._publish(
+            EventKind.DORMANT_ENTERED,
+            f"Self-Healing Engine entered DORMANT mode: {reason}",
+            reason=reason,
+            actor=actor,
+            data={"consecutiveFailures": self._consecutive_failures},
+        )
+        return True
+
+    def resume_from_dormant(
+        self, reason: str, actor: str | None = None
+    ) -> bool:
+        """Leave dormant mode: the guide's ``resumeFromDormant(reason)``.
+
+        A reason is required (1-500 characters). Resets the failure streak
+        and backoff and force-resets the main breaker to CLOSED. Returns
+        False, changing nothing, when the engine is not dormant.
+        """
+        reason = validate_reason(reason)
+        if self._mode is not EngineMode.DORMANT:
+            _log.info(
+                "resume requested by %s but the engine is not dormant",
+                actor or "unknown",
+            )
+            return False
+        previous = self._dormant_reason
+        self._mode = EngineMode.ACTIVE
+        self._dormant_reason = None
+        self._dormant_since = None
+        self._consecutive_failures = 0
+        self._not_before = 0.0
+        self.main_breaker.reset(force=True, reason=reason, actor=actor)
+        self._last_resume = {
+            "at": utc_iso(self._clock.time()),
+            "actor": actor,
+            "reason": reason,
+            "previousReason": previous,
+        }
+        _log.warning(
+            "resumed from DORMANT mode by %s: %s (was: %s)",
+            actor or "unknown",
+            reason,
+            previous,
+        )
+        self._publish(
+            EventKind.DORMANT_EXITED,
+            f"Self-Healing Engine resumed: {reason}",
+            reason=reason,
+            actor=actor,
+            data={"previousReason": previous},
+        )
+        return True
+
+    # -------------------------------------------------------------- report
+
+    def snapshot(self) -> EngineSnapshot:
+        next_at = None
+        wait = self.retry_after()
+        if wait:
+            next_at = self._clock.time() + wait
+        return EngineSnapshot(
+            enabled=self.enabled,
+            mode=self._mode,
+            dormant_reason=self._dormant_reason,
+            dormant_since=self._dormant_since,
+            consecutive_failures=self._consecutive_failures,
+            backoff_delay=self.backoff_delay,
+            next_attempt_at=next_at,
+            total_attempts=self._total,
+            successful_healings=self._succeeded,
+            failed_healings=self._failed,
+            max_consecutive_failures=self._max_failures,
+            in_progress=tuple(sorted(self._in_progress)),
+            last_resume=self._last_resume,
+        )
+
+    def _publish(
+        self,
+        kind: EventKind,
+        message: str,
+        *,
+        target: str | None = None,
+        actor: str | None = None,
+        reason: str | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        self._bus.publish(
+            Event(
+                kind,
+                self._clock.time(),
+                _COMPONENT,
+                message,
+                target=target,
+                actor=actor,
+                reason=reason,
+                data=data or {},
+            )
+        )
