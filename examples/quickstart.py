@@ -28,10 +28,15 @@ from selfhealing.testing import FakeClock
 async def main() -> None:
     clock = FakeClock()
     bus = EventBus()
-    bus.subscribe(lambda event: print(f"  event  {event.kind:<24} {event.message}"))
+    bus.subscribe(
+        lambda event: print(f"  event  {event.kind:<24} {event.message}")
+    )
     registry = CircuitBreakerRegistry(clock=clock, bus=bus)
     engine = SelfHealingEngine(
-        registry=registry, backoff=Backoff.of(base=5, cap=1800), clock=clock, bus=bus
+        registry=registry,
+        backoff=Backoff.of(base=5, cap=1800),
+        clock=clock,
+        bus=bus,
     )
     tasks = BackgroundTaskManager(clock=clock, bus=bus)
 
@@ -62,14 +67,21 @@ async def main() -> None:
         json.dumps(
             {
                 key: status[key]
-                for key in ("status", "selfHealing", "issues", "recommendations")
+                for key in (
+                    "status",
+                    "selfHealing",
+                    "issues",
+                    "recommendations",
+                )
             },
             indent=2,
         )
     )
 
     print("\nThe operator fixes the root cause and resumes:")
-    resumed = engine.resume_from_dormant("Valid API keys restored", actor="you")
+    resumed = engine.resume_from_dormant(
+        "Valid API keys restored", actor="you"
+    )
     print(f"  resume_from_dormant(...) -> {resumed}")
     print(f"  main breaker: {registry.get('self-healing-main').get_state()}")
 
