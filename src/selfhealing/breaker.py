@@ -51,6 +51,7 @@ __all__ = [
     "BreakerSnapshot",
     "BreakerState",
     "CircuitBreaker",
+    "Permit",
     "TransitionListener",
 ]
 
@@ -214,6 +215,47 @@ _CLOSED_TICKET = -1
 _guard_tickets: contextvars.ContextVar[tuple[int, ...]] = (
     contextvars.ContextVar("selfhealing_breaker_tickets", default=())
 )
+
+
+class Permit:
+    """One admitted call of :meth:`CircuitBreaker.acquire`, to be settled."""
+
+    __slots__ = ("_breaker", "_settled", "_ticket")
+
+    def __init__(self, breaker: CircuitBreaker, ticket: int) -> None:
+        self._breaker = breaker
+        self._ticket = ticket
+        self._settled = False
+
+    def success(self) -> None:
+        self._settle(None)
+
+    def failure(self, exc: BaseException | None = None) -> None:
+        self._settle(exc if exc is not None else _Failure())
+
+    def cancel(self) -> None:
+        """Give up the call with no verdict (frees a half-open slot)."""
+        self._settle(_NoVerdict())
+
+    def _settle(self, exc: BaseException | None) -> None:
+        if self._settled:
+            return
+        self._settled = True
+        breaker = self._breaker
+        if self._ticket != _CLOSED_TICKET:
+            breaker._trial_done(self._ticket, exc)  # noqa: SLF001
+        elif isinstance(exc, Exception):
+            breaker._closed_failure(exc)  # noqa: SLF001
+        elif exc is None and breaker.failure_count:
+            breaker._closed_success()  # noqa: SLF001
+
+
+class _Failure(Exception):  # noqa: N818 (a marker, not raised)
+    """A failure reported through a Permit without an exception."""
+
+
+class _NoVerdict(BaseException):
+    """Marks a cancelled Permit: like a cancellation, it counts as nothing."""
 
 
 class CircuitBreaker:
@@ -381,6 +423,18 @@ class CircuitBreaker:
             return self.call(fn, *args, **kwargs)
 
         return guarded
+
+    def acquire(self) -> Permit:
+        """Ask for permission to make one call, and report it yourself.
+
+        Raises CircuitOpenError when the call is not admitted. The returned
+        Permit must end with exactly one of ``success()``, ``failure()`` or
+        ``cancel()`` (no verdict, e.g. when a second breaker refused). This
+        is how one operation goes through several breakers at once without
+        one counting another's rejection.
+        """
+        ticket = _CLOSED_TICKET if self._state is _CLOSED else self._admit()
+        return Permit(self, ticket)
 
     # The context-manager forms keep each entry's ticket in a context
     # variable, so one breaker guards blocks in many threads and tasks.

@@ -20,7 +20,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from selfhealing.backoff import Backoff
-from selfhealing.breaker import BreakerState, CircuitBreaker
+from selfhealing.breaker import BreakerState, CircuitBreaker, Permit
 from selfhealing.clock import Clock, system_clock, utc_iso
 from selfhealing.events import Event, EventBus, EventKind
 from selfhealing.exceptions import (
@@ -68,6 +68,7 @@ class SkipReason(StrEnum):
     BACKOFF = "backoff"
     BREAKER_OPEN = "breaker_open"
     IN_PROGRESS = "in_progress"  # this target is being healed already
+    TARGET_BREAKER_OPEN = "target_breaker_open"  # target:<name> is open
 
 
 class AutoHealingSwitch(Protocol):
@@ -132,10 +133,6 @@ class EngineSnapshot:
             "inProgress": list(self.in_progress),
             "lastResume": self.last_resume,
         }
-
-
-class _NotHealedError(Exception):
-    """The action ran but verification says the target is still unhealthy."""
 
 
 class SelfHealingEngine:
@@ -204,53 +201,78 @@ class SelfHealingEngine:
         target: str,
         heal: Callable[[], Awaitable[bool]],
         *,
+        breaker: CircuitBreaker | None = None,
         details: dict[str, Any] | None = None,
     ) -> AttemptResult:
         """Try to heal *target* with *heal*, if governance allows it now.
 
         *heal* runs the remediation and returns True only when the target
         was verified healthy afterwards; False or an exception is a failed
-        attempt. A call the main breaker rejects is not an attempt.
+        attempt. The attempt goes through the ``self-healing-main`` breaker
+        and, when given, the target's own *breaker*; a call either breaker
+        rejects is not an attempt and is not counted.
         """
-        skip = self._gate(target)
+        skip = self.gate(target, breaker=breaker)
+        permits: list[Permit] = []
+        if skip is None:
+            skip = self._acquire(permits, breaker)
         if skip is not None:
             return self._skipped(target, *skip, details)
-        breaker = self.main_breaker
         self._in_progress.add(target)
         started = self._clock.monotonic()
-        attempt_number = 0
-
-        async def governed() -> None:
-            nonlocal attempt_number
-            self._total += 1
-            attempt_number = self._total
-            self._publish(
-                EventKind.HEALING_ATTEMPTED,
-                f"healing attempt #{attempt_number} on {target}",
-                target=target,
-                data={"attempt": attempt_number, **(details or {})},
-            )
-            if not await heal():
-                raise _NotHealedError
-
+        self._total += 1
+        self._publish(
+            EventKind.HEALING_ATTEMPTED,
+            f"healing attempt #{self._total} on {target}",
+            target=target,
+            data={"attempt": self._total, **(details or {})},
+        )
+        error: str | None = None
         try:
-            await breaker.call_async(governed)
-        except CircuitOpenError as exc:
-            return self._skipped(
-                target, SkipReason.BREAKER_OPEN, exc.retry_after, details
-            )
-        except _NotHealedError:
-            return self._failed_attempt(
-                target, started, "still unhealthy after healing", details
-            )
+            if not await heal():
+                error = "still unhealthy after healing"
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
-            return self._failed_attempt(target, started, error, details)
+        except BaseException:
+            for permit in permits:
+                permit.cancel()
+            raise
         finally:
             self._in_progress.discard(target)
-        return self._succeeded_attempt(target, started, details)
+        for permit in permits:
+            if error is None:
+                permit.success()
+            else:
+                permit.failure()
+        if error is None:
+            return self._succeeded_attempt(target, started, details)
+        return self._failed_attempt(target, started, error, details)
 
-    def _gate(self, target: str) -> tuple[SkipReason, float | None] | None:
+    def _acquire(
+        self, permits: list[Permit], breaker: CircuitBreaker | None
+    ) -> tuple[SkipReason, float | None] | None:
+        """Get a permit from each breaker, or give back what was got."""
+        try:
+            permits.append(self.main_breaker.acquire())
+        except CircuitOpenError as exc:
+            return SkipReason.BREAKER_OPEN, exc.retry_after
+        if breaker is not None:
+            try:
+                permits.append(breaker.acquire())
+            except CircuitOpenError as exc:
+                permits.pop().cancel()
+                return SkipReason.TARGET_BREAKER_OPEN, exc.retry_after
+        return None
+
+    def gate(
+        self, target: str, *, breaker: CircuitBreaker | None = None
+    ) -> tuple[SkipReason, float | None] | None:
+        """Why an attempt on *target* would be skipped now (and for how
+        long, when that is known), or None if it would run.
+
+        Deciding only: nothing is published, so a watcher may ask on every
+        probe and call :meth:`attempt` once per streak of skips.
+        """
         if not self.enabled:
             return SkipReason.DISABLED, None
         if self._mode is EngineMode.ACTIVE and (
@@ -266,6 +288,20 @@ class SelfHealingEngine:
             return SkipReason.BACKOFF, wait
         if target in self._in_progress:
             return SkipReason.IN_PROGRESS, None
+        return self._breaker_gate(breaker)
+
+    def _breaker_gate(
+        self, breaker: CircuitBreaker | None
+    ) -> tuple[SkipReason, float | None] | None:
+        for reason, gatekeeper in (
+            (SkipReason.BREAKER_OPEN, self.main_breaker),
+            (SkipReason.TARGET_BREAKER_OPEN, breaker),
+        ):
+            if gatekeeper is None:
+                continue
+            wait = gatekeeper.retry_after()
+            if wait is None or wait > 0:
+                return reason, wait
         return None
 
     def _skipped(

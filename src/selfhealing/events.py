@@ -38,6 +38,7 @@ class EventKind(StrEnum):
     TASK_RESUMED = "task.resumed"
     FLAG_CHANGED = "flag.changed"
     FLAG_ERROR = "flag.error"
+    OPERATOR_ACTION = "operator.action"
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,6 +34,9 @@ __all__ = [
 ]
 
 MAX_REASON_LENGTH = 500
+# Trimmed from reasons: ASCII whitespace, spelled out so the API's schema
+# pattern can state the same rule in any regex dialect.
+REASON_WHITESPACE = " \t\n\r\f\v"
 
 
 class SelfHealingError(Exception):
@@ -79,13 +82,14 @@ class InvalidReasonError(ConfigError):
         self.reason = reason
         if not isinstance(reason, str):
             message = f"reason must be a string, got {type(reason).__name__}"
-        elif not reason.strip():
+        elif not reason.strip(REASON_WHITESPACE):
             message = (
                 "a reason is required: say why (got an empty or blank reason)"
             )
         else:
             message = (
-                f"reason is {len(reason.strip())} characters long; "
+                f"reason is {len(reason.strip(REASON_WHITESPACE))} characters "
+                "long; "
                 f"the limit is {MAX_REASON_LENGTH}"
             )
         super().__init__(message, where="reason")
@@ -95,7 +99,7 @@ def validate_reason(reason: object) -> str:
     """Return *reason* trimmed, or raise InvalidReasonError."""
     if not isinstance(reason, str):
         raise InvalidReasonError(reason)
-    trimmed = reason.strip()
+    trimmed = reason.strip(REASON_WHITESPACE)
     if not trimmed or len(trimmed) > MAX_REASON_LENGTH:
         raise InvalidReasonError(reason)
     return trimmed

@@ -7,6 +7,17 @@ from typing import Annotated
 
 import typer
 
+from selfhealing.cli._config import config_app
+from selfhealing.cli._control import (
+    breakers_app,
+    flags_app,
+    resume,
+    tasks_app,
+)
+from selfhealing.cli._events import events
+from selfhealing.cli._run import run
+from selfhealing.cli._status import status, watch
+
 
 __all__ = ["app", "main"]
 
@@ -50,6 +61,17 @@ def version_command() -> None:
     Example: selfheal version
     """
     typer.echo(f"selfheal {version('selfhealing')}")
+
+
+app.command("run")(run)
+app.add_typer(config_app, name="config")
+app.command("status")(status)
+app.command("watch")(watch)
+app.command("resume")(resume)
+app.add_typer(breakers_app, name="breakers")
+app.add_typer(tasks_app, name="tasks")
+app.add_typer(flags_app, name="flags")
+app.command("events")(events)
 
 
 def main() -> None:

@@ -1,0 +1,492 @@
+"""``selfheal.toml``: the daemon's configuration, validated with pydantic.
+
+Every error names the file, the field path (``targets[2].check.url``) and
+what was expected. Unknown keys are errors, and so are references to names
+that do not exist (a target naming an unknown action, an action naming an
+unknown process). The key names are a contract: scripts rely on them.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import tomllib
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from selfhealing.durations import parse_duration
+from selfhealing.exceptions import ConfigError
+
+
+__all__ = [
+    "DEFAULT_CONFIG_FILE",
+    "ActionConfig",
+    "BreakerConfig",
+    "CheckConfig",
+    "CommandActionConfig",
+    "CommandCheckConfig",
+    "Config",
+    "DiskCheckConfig",
+    "EngineConfig",
+    "HttpActionConfig",
+    "HttpCheckConfig",
+    "LoggingConfig",
+    "MemoryCheckConfig",
+    "ProcessCheckConfig",
+    "ProcessConfig",
+    "RestartProcessActionConfig",
+    "ServerConfig",
+    "StateConfig",
+    "TargetConfig",
+    "TcpCheckConfig",
+    "load_config",
+    "parse_config",
+]
+
+DEFAULT_CONFIG_FILE = "selfheal.toml"
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+PositiveDuration = Annotated[
+    float, BeforeValidator(parse_duration), Field(gt=0)
+]
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+
+
+def _check_name(value: str) -> str:
+    if not _NAME.fullmatch(value):
+        raise ValueError(
+            "expected 1-64 letters, digits, '_', '.', ':' or '-', "
+            f"starting with a letter or digit, got {value!r}"
+        )
+    return value
+
+
+Name = Annotated[str, AfterValidator(_check_name)]
+
+
+def _check_argv(value: list[str]) -> list[str]:
+    if not value or not value[0].strip():
+        raise ValueError(
+            "expected a non-empty list of strings (argv, no shell), "
+            'e.g. ["python3", "-m", "http.server", "8080"]'
+        )
+    return value
+
+
+Argv = Annotated[list[str], AfterValidator(_check_argv)]
+
+
+def _check_signal(value: str) -> str:
+    name = value.upper()
+    if not name.startswith("SIG"):
+        name = "SIG" + name
+    if name not in signal.Signals.__members__:
+        raise ValueError(
+            f"expected a signal name such as SIGTERM, got {value!r}"
+        )
+    return name
+
+
+SignalName = Annotated[str, AfterValidator(_check_signal)]
+
+
+def _check_url(value: str) -> str:
+    if not re.match(r"^https?://[^/\s:]+", value):
+        raise ValueError(
+            f"expected an http:// or https:// URL with a host, got {value!r}"
+        )
+    return value
+
+
+Url = Annotated[str, AfterValidator(_check_url)]
+StatusCodes = list[Annotated[int, Field(ge=100, le=599)]]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(3001, ge=1, le=65535)
+    access_log: bool = False
+
+
+class EngineConfig(_Section):
+    max_consecutive_failures: int = Field(10, ge=1)
+    backoff_base: PositiveDuration = 5.0
+    backoff_max: PositiveDuration = 1800.0
+
+    @model_validator(mode="after")
+    def _cap_not_below_base(self) -> EngineConfig:
+        if self.backoff_max < self.backoff_base:
+            raise ValueError(
+                f"backoff_max ({self.backoff_max}s) is below backoff_base "
+                f"({self.backoff_base}s)"
+            )
+        return self
+
+
+class BreakerConfig(_Section):
+    failure_threshold: int = Field(5, ge=1)
+    recovery_timeout: Duration = 60.0
+    half_open_max_calls: int = Field(1, ge=1)
+    permanent_after_trips: int = Field(3, ge=0)
+    permanent_window: PositiveDuration = 1800.0
+
+
+class StateConfig(_Section):
+    dir: str | None = None  # SELFHEAL_STATE_DIR, else .selfhealing
+    retention: int = Field(100_000, ge=100)
+
+
+class LoggingConfig(_Section):
+    dir: str = "logs"
+    debug: str | None = None  # like DEBUG=self-healing:*
+
+
+class ProcessConfig(_Section):
+    name: Name
+    command: Argv
+    cwd: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    stop_signal: SignalName = "SIGTERM"
+    stop_timeout: Duration = 10.0
+    autostart: bool = True
+
+
+class _CheckBase(_Section):
+    interval: PositiveDuration = 10.0
+    timeout: PositiveDuration = 1.0
+    initial_delay: Duration = 0.0
+    failure_threshold: int = Field(3, ge=1)
+    success_threshold: int = Field(1, ge=1)
+
+
+class HttpCheckConfig(_CheckBase):
+    type: Literal["http"]
+    url: Url
+    method: Literal[
+        "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"
+    ] = "GET"
+    expected_status: StatusCodes | None = None  # None: 200-399
+    body_contains: str | None = None
+    body_regex: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("body_regex")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(
+                    f"not a valid regular expression: {exc}"
+                ) from None
+        return value
+
+
+class TcpCheckConfig(_CheckBase):
+    type: Literal["tcp"]
+    host: str = "127.0.0.1"
+    port: int = Field(ge=1, le=65535)
+
+
+class ProcessCheckConfig(_CheckBase):
+    type: Literal["process"]
+    process: str | None = None  # a managed process by name
+    pid_file: str | None = None
+    match: str | None = None  # a substring of the command line
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ProcessCheckConfig:
+        given = [
+            key
+            for key in ("process", "pid_file", "match")
+            if getattr(self, key) is not None
+        ]
+        if len(given) != 1:
+            raise ValueError(
+                "expected exactly one of process, pid_file or match, got "
+                + (", ".join(given) or "none")
+            )
+        return self
+
+
+class CommandCheckConfig(_CheckBase):
+    type: Literal["command"]
+    command: Argv
+    expected_exit_code: int = 0
+    cwd: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+
+
+class DiskCheckConfig(_CheckBase):
+    type: Literal["disk"]
+    path: str = "/"
+    max_used_percent: float = Field(ge=0, le=100)
+    max_inodes_percent: float | None = Field(None, ge=0, le=100)
+
+
+class MemoryCheckConfig(_CheckBase):
+    type: Literal["memory"]
+    max_used_percent: float = Field(ge=0, le=100)
+
+
+CheckConfig = Annotated[
+    HttpCheckConfig
+    | TcpCheckConfig
+    | ProcessCheckConfig
+    | CommandCheckConfig
+    | DiskCheckConfig
+    | MemoryCheckConfig,
+    Field(discriminator="type"),
+]
+
+
+class TargetConfig(_Section):
+    name: Name
+    check: CheckConfig
+    actions: list[str] = Field(default_factory=list)  # the escalation ladder
+    verify_timeout: PositiveDuration | None = None
+    breaker: BreakerConfig | None = None  # settings of target:<name>
+
+    @property
+    def effective_verify_timeout(self) -> float:
+        """SPEC default: interval x (failure_threshold + 2)."""
+        if self.verify_timeout is not None:
+            return self.verify_timeout
+        return self.check.interval * (self.check.failure_threshold + 2)
+
+
+class _ActionBase(_Section):
+    name: Name
+    timeout: PositiveDuration = 30.0
+
+
+class RestartProcessActionConfig(_ActionBase):
+    type: Literal["restart_process"]
+    process: str
+
+
+class CommandActionConfig(_ActionBase):
+    type: Literal["command"]
+    command: Argv
+    cwd: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    expected_exit_code: int = 0
+
+
+class HttpActionConfig(_ActionBase):
+    type: Literal["http"]
+    url: Url
+    method: Literal["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"] = "POST"
+    headers: dict[str, str] = Field(default_factory=dict)
+    body: str | None = None
+    expected_status: StatusCodes | None = None  # None: 200-299
+
+
+ActionConfig = Annotated[
+    RestartProcessActionConfig | CommandActionConfig | HttpActionConfig,
+    Field(discriminator="type"),
+]
+
+
+class Config(_Section):
+    """The whole file. Every section is optional."""
+
+    server: ServerConfig = ServerConfig()
+    engine: EngineConfig = EngineConfig()
+    breakers: dict[str, BreakerConfig] = Field(default_factory=dict)
+    flags: dict[str, bool] = Field(default_factory=dict)
+    state: StateConfig = StateConfig()
+    logging: LoggingConfig = LoggingConfig()
+    processes: list[ProcessConfig] = Field(default_factory=list)
+    targets: list[TargetConfig] = Field(default_factory=list)
+    actions: list[ActionConfig] = Field(default_factory=list)
+
+    @field_validator("flags")
+    @classmethod
+    def _known_flags(cls, value: dict[str, bool]) -> dict[str, bool]:
+        from selfhealing.flags import FLAG_NAMES  # noqa: PLC0415 (cycle-free)
+
+        unknown = sorted(set(value) - set(FLAG_NAMES))
+        if unknown:
+            raise ValueError(
+                f"unknown flag {unknown[0]!r}; expected one of "
+                + ", ".join(FLAG_NAMES)
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _references(self) -> Config:
+        errors: list[str] = []
+        _unique(self.processes, "processes", errors)
+        _unique(self.targets, "targets", errors)
+        _unique(self.actions, "actions", errors)
+        processes = {p.name for p in self.processes}
+        actions = {a.name for a in self.actions}
+        for i, action in enumerate(self.actions):
+            if (
+                isinstance(action, RestartProcessActionConfig)
+                and action.process not in processes
+            ):
+                errors.append(
+                    f"actions[{i}].process: unknown process "
+                    f"{action.process!r} (known: {_listing(processes)})"
+                )
+        for i, target in enumerate(self.targets):
+            for j, name in enumerate(target.actions):
+                if name not in actions:
+                    errors.append(
+                        f"targets[{i}].actions[{j}]: unknown action {name!r} "
+                        f"(known: {_listing(actions)})"
+                    )
+            check = target.check
+            if (
+                isinstance(check, ProcessCheckConfig)
+                and check.process is not None
+                and check.process not in processes
+            ):
+                errors.append(
+                    f"targets[{i}].check.process: unknown process "
+                    f"{check.process!r} (known: {_listing(processes)})"
+                )
+        if errors:
+            raise _ReferenceError(errors)
+        return self
+
+    def breaker_settings(self, name: str) -> dict[str, Any]:
+        """Keyword settings for ``CircuitBreakerRegistry.configure``."""
+        return self.breakers[name].model_dump()
+
+
+class _ReferenceError(ValueError):
+    def __init__(self, errors: list[str]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(errors))
+
+
+def _unique(items: Sequence[Any], section: str, errors: list[str]) -> None:
+    seen: dict[str, int] = {}
+    for i, item in enumerate(items):
+        if item.name in seen:
+            errors.append(
+                f"{section}[{i}].name: duplicate name {item.name!r} "
+                f"(also {section}[{seen[item.name]}])"
+            )
+        seen.setdefault(item.name, i)
+
+
+def _listing(names: set[str]) -> str:
+    return ", ".join(sorted(names)) if names else "none"
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    """``('targets', 2, 'check', 'http', 'url')`` -> ``targets[2].check.url``.
+
+    pydantic puts the member's tag of a discriminated union into the
+    location (the ``'http'`` above); it is not a key, so it is left out.
+    """
+    text = ""
+    for k, part in enumerate(loc):
+        if isinstance(part, int):
+            text += f"[{part}]"
+            continue
+        if _is_union_tag(loc, k):
+            continue
+        text += f".{part}" if text else str(part)
+    return text or "(top level)"
+
+
+def _is_union_tag(loc: tuple[int | str, ...], k: int) -> bool:
+    before = loc[:k]
+    if before[-1:] == ("check",):
+        return True
+    return before[-2:-1] == ("actions",) and isinstance(before[-1], int)
+
+
+def _messages(error: ValidationError) -> list[str]:
+    lines = []
+    for item in error.errors(include_url=False):
+        ctx = item.get("ctx") or {}
+        inner = ctx.get("error")
+        if isinstance(inner, _ReferenceError):
+            lines.extend(inner.errors)
+            continue
+        loc = tuple(item["loc"])
+        # A discriminated union with a wrong tag reports the tag field.
+        if item["type"] == "union_tag_invalid":
+            tags = ctx.get("expected_tags", "")
+            found = ctx.get("tag", "")
+            lines.append(
+                f"{_path(loc)}.type: unknown type {found!r}, expected one "
+                f"of {tags}"
+            )
+            continue
+        if item["type"] == "union_tag_not_found":
+            lines.append(f"{_path(loc)}.type: missing (the kind of entry)")
+            continue
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message = "unknown key (check the spelling; see docs/config.md)"
+        elif item["type"] == "missing":
+            message = "required key is missing"
+        elif message.startswith("Value error, "):
+            message = message.removeprefix("Value error, ")
+        lines.append(f"{_path(loc)}: {message}")
+    return lines
+
+
+def parse_config(data: dict[str, Any], *, source: str = "<config>") -> Config:
+    """Validate a parsed TOML document; ConfigError lists every problem."""
+    try:
+        return Config.model_validate(data)
+    except ValidationError as error:
+        lines = _messages(error)
+        raise ConfigError(
+            f"{len(lines)} error(s):\n  " + "\n  ".join(lines), where=source
+        ) from None
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Read and validate a config file.
+
+    With no *path*, read ``selfheal.toml`` from the working directory when
+    it exists, else use the defaults.
+    """
+    if path is None:
+        default = Path(DEFAULT_CONFIG_FILE)
+        if not default.exists():
+            return Config()
+        path = default
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError("file not found", where=str(path)) from None
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read: {exc.strerror}", where=str(path)
+        ) from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError("not UTF-8 text", where=str(path)) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"invalid TOML: {exc}", where=str(path)) from None
+    return parse_config(data, source=str(path))

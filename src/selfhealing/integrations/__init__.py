@@ -1,0 +1,1 @@
+"""Embedding selfhealing in other frameworks."""

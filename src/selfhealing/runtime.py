@@ -1,0 +1,239 @@
+"""Runtime: every part one daemon (or one embedding app) runs, wired once.
+
+Built from a Config and a working directory, it owns the event bus, the
+settings and flags read from the environment and ``.env`` files, the breaker
+registry, the engine, the background task manager and the audit store, and
+starts and stops them in order. The HTTP API and the CLI only talk to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from selfhealing.backoff import Backoff
+from selfhealing.clock import Clock, system_clock
+from selfhealing.config import Config
+from selfhealing.engine import SelfHealingEngine
+from selfhealing.envfiles import EnvSettings
+from selfhealing.events import Event, EventBus, EventKind
+from selfhealing.exceptions import ConfigError
+from selfhealing.flags import FeatureFlags
+from selfhealing.registry import CircuitBreakerRegistry
+from selfhealing.status import Finding, Health, StatusInputs, build_status
+from selfhealing.store import AuditStore, MemoryAuditStore
+from selfhealing.store.sqlite import SQLiteAuditStore
+from selfhealing.tasks import BackgroundTaskManager
+
+
+__all__ = ["Core", "Runtime"]
+
+_log = logging.getLogger("selfhealing.daemon")
+
+DEFAULT_STATE_DIR = ".selfhealing"
+AUDIT_DB = "audit.db"
+
+
+@dataclass(frozen=True, slots=True)
+class Core:
+    """The governance objects a runtime serves."""
+
+    bus: EventBus
+    flags: FeatureFlags
+    registry: CircuitBreakerRegistry
+    engine: SelfHealingEngine
+    tasks: BackgroundTaskManager
+
+    @classmethod
+    def build(
+        cls, config: Config, settings: EnvSettings, clock: Clock
+    ) -> Core:
+        """Build every part from *config*; an invalid flag raises here."""
+        bus = EventBus()
+        flags = FeatureFlags(
+            settings=settings, config=config.flags, bus=bus, clock=clock
+        )
+        registry = CircuitBreakerRegistry(clock=clock, bus=bus)
+        for name, breaker in config.breakers.items():
+            registry.configure(name, **breaker.model_dump())
+        engine = SelfHealingEngine(
+            registry=registry,
+            flags=flags,
+            backoff=Backoff.of(
+                base=config.engine.backoff_base, cap=config.engine.backoff_max
+            ),
+            max_consecutive_failures=config.engine.max_consecutive_failures,
+            clock=clock,
+            bus=bus,
+        )
+        tasks = BackgroundTaskManager(clock=clock, bus=bus)
+        return cls(bus, flags, registry, engine, tasks)
+
+
+class Runtime:
+    """The governed system as one object; see the module docstring."""
+
+    def __init__(
+        self,
+        config: Config | None = None,
+        *,
+        directory: Path | str | None = None,
+        environ: Mapping[str, str] | None = None,
+        clock: Clock = system_clock,
+        persistent: bool = True,
+        core: Core | None = None,
+    ) -> None:
+        self.config = config if config is not None else Config()
+        self.directory = Path(directory) if directory is not None else Path()
+        self.clock = clock
+        if core is None:
+            core = Core.build(
+                self.config,
+                EnvSettings(
+                    self.directory, os.environ if environ is None else environ
+                ),
+                clock,
+            )
+        self.bus = core.bus
+        self.flags = core.flags
+        self.settings = core.flags.settings
+        self.registry = core.registry
+        self.engine = core.engine
+        self.tasks = core.tasks
+        self.engine.main_breaker  # noqa: B018 (listed in status from the start)
+        self.audit: AuditStore = (
+            SQLiteAuditStore(
+                self.state_dir / AUDIT_DB,
+                retention=self.config.state.retention,
+                clock=clock,
+            )
+            if persistent
+            else MemoryAuditStore()
+        )
+        self._unsubscribe_audit: Any = None
+        self.started_at: float | None = None
+
+    @classmethod
+    def from_defaults(
+        cls, config: Config | None = None, *, persistent: bool = False
+    ) -> Runtime:
+        """A runtime around the process-wide defaults, for embedding: the
+        engine, breakers and tasks your code uses are the ones it serves."""
+        from selfhealing import defaults  # noqa: PLC0415 (created on demand)
+
+        core = Core(
+            bus=defaults.event_bus,
+            flags=defaults.feature_flags,
+            registry=defaults.circuit_breaker_registry,
+            engine=defaults.self_healing_engine,
+            tasks=defaults.background_task_manager,
+        )
+        return cls(config, core=core, persistent=persistent)
+
+    @property
+    def state_dir(self) -> Path:
+        configured = self.config.state.dir or self.settings.value(
+            "SELFHEAL_STATE_DIR"
+        )
+        return self.directory / (configured or DEFAULT_STATE_DIR)
+
+    @property
+    def log_dir(self) -> Path:
+        return self.directory / self.config.logging.dir
+
+    @property
+    def admin_token(self) -> str | None:
+        """SELFHEAL_ADMIN_TOKEN from the environment or the .env files."""
+        token = self.settings.value("SELFHEAL_ADMIN_TOKEN")
+        return token or None
+
+    async def start(self) -> None:
+        """Open the audit trail and start every background part."""
+        try:
+            opener = getattr(self.audit, "open", None)
+            if opener is not None:
+                opener()
+        except Exception as exc:
+            raise ConfigError(
+                f"cannot open the audit trail: {exc}",
+                where=str(self.state_dir / AUDIT_DB),
+            ) from exc
+        self._unsubscribe_audit = self.bus.subscribe(self.audit.record)
+        self.started_at = self.clock.time()
+        self._note_restart_from_dormant()
+        await self.tasks.start()
+        _log.info(
+            "started: engine active, %d breakers, %d tasks",
+            len(self.registry),
+            len(self.tasks),
+        )
+
+    def _note_restart_from_dormant(self) -> None:
+        """A restart clears dormant mode (the guide's last resort): say so."""
+        last = self.audit.query(kind="engine.*", limit=1)
+        if not last or last[-1].kind != EventKind.DORMANT_ENTERED:
+            return
+        reason = last[-1].reason or "unknown"
+        _log.warning(
+            "the previous run ended in DORMANT mode (%s); the restart "
+            "cleared it and healing is active again. If the root cause is "
+            "not fixed, it will go dormant again.",
+            reason,
+        )
+        self.bus.publish(
+            Event(
+                EventKind.DORMANT_EXITED,
+                self.clock.time(),
+                "SelfHealing",
+                "dormant mode cleared by a daemon restart",
+                actor="daemon restart",
+                reason=f"restart (was dormant: {reason})",
+                data={"previousReason": reason},
+            )
+        )
+
+    async def stop(self) -> None:
+        """Cancel tasks, stop processes, flush the audit trail."""
+        await self.tasks.shutdown()
+        if self._unsubscribe_audit is not None:
+            self._unsubscribe_audit()
+            self._unsubscribe_audit = None
+        # Flushing waits on the writer thread: keep the loop free meanwhile.
+        await asyncio.to_thread(self.audit.flush, 5.0)
+        await asyncio.to_thread(self.audit.close)
+        _log.info("stopped")
+
+    # ---------------------------------------------------------------- status
+
+    def status_inputs(self) -> StatusInputs:
+        findings: list[Finding] = []
+        health = self.audit.health
+        if not health.ok:
+            findings.append(
+                Finding(
+                    Health.WARNING,
+                    "WARNING: Audit trail cannot write "
+                    f"({health.last_error}); {health.pending} events pending",
+                    "Free disk space or release the database lock in "
+                    f"{self.state_dir}; pending events are written once "
+                    "it can",
+                )
+            )
+        return StatusInputs(
+            engine=self.engine.snapshot(),
+            breakers=self.registry.snapshot(),
+            tasks=self.tasks.snapshot(),
+            flags=self.flags.snapshot(),
+            flag_errors=(*self.flags.errors, *self.settings.errors),
+            findings=findings,
+        )
+
+    def status(self) -> dict[str, Any]:
+        """The ``GET /api/status`` document."""
+        return build_status(self.status_inputs(), now=self.clock.time())

@@ -1,0 +1,89 @@
+"""Helpers shared by the tests (importable: pytest puts tests/ on sys.path)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import subprocess
+import time
+
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+
+from selfhealing.runtime import Runtime
+
+
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class LiveDaemon:
+    """A Runtime served by uvicorn on loopback, in a thread of this process."""
+
+    url: str
+    runtime: Runtime
+    loop: asyncio.AbstractEventLoop
+
+    def on_loop(self, fn: Callable[[], T]) -> T:
+        """Run *fn* on the daemon's event loop thread and return its result."""
+        done: Future[T] = Future()
+
+        def call() -> None:
+            try:
+                done.set_result(fn())
+            except BaseException as exc:
+                done.set_exception(exc)
+
+        self.loop.call_soon_threadsafe(call)
+        return done.result(timeout=10)
+
+    def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        return httpx.get(self.url + path, timeout=10, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> httpx.Response:
+        return httpx.post(self.url + path, timeout=10, **kwargs)
+
+
+@dataclass
+class DaemonProcess:
+    """`selfheal run` as a real subprocess."""
+
+    url: str
+    process: subprocess.Popen[str]
+    directory: Path
+
+    def stop(self, sig: signal.Signals = signal.SIGTERM) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        return self.process.wait(timeout=15)
+
+    def output(self) -> str:
+        out, _ = self.process.communicate(timeout=15)
+        return out
+
+
+def wait_healthy(url: str, process: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            out, _ = process.communicate()
+            raise RuntimeError(f"daemon exited {process.returncode}: {out}")
+        try:
+            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError("daemon did not become healthy")
