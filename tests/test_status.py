@@ -37,6 +37,7 @@ ENGINE = EngineSnapshot(
     total_attempts=42,
     successful_healings=40,
     failed_healings=2,
+    relapses=0,
     max_consecutive_failures=10,
     in_progress=(),
     last_resume=None,

@@ -726,6 +726,7 @@ class TestSnapshot:
                     "lastDurationMs": 500.0,
                     "lastError": None,
                     "nextRunAt": "2026-01-01T00:00:04.000Z",
+                    "kind": "task",
                 },
                 {
                     "id": "b",
@@ -738,6 +739,7 @@ class TestSnapshot:
                     "lastDurationMs": None,
                     "lastError": None,
                     "nextRunAt": None,
+                    "kind": "task",
                 },
             ],
         } == manager.snapshot().to_dict()

@@ -108,6 +108,7 @@ class EngineSnapshot:
     total_attempts: int
     successful_healings: int
     failed_healings: int
+    relapses: int
     max_consecutive_failures: int
     in_progress: tuple[str, ...]
     last_resume: dict[str, Any] | None
@@ -130,6 +131,7 @@ class EngineSnapshot:
             "totalAttempts": self.total_attempts,
             "successfulHealings": self.successful_healings,
             "failedHealings": self.failed_healings,
+            "relapses": self.relapses,
             "inProgress": list(self.in_progress),
             "lastResume": self.last_resume,
         }
@@ -175,6 +177,7 @@ class SelfHealingEngine:
         self._total = 0
         self._succeeded = 0
         self._failed = 0
+        self._relapses = 0
         self._in_progress: set[str] = set()
         self._last_resume: dict[str, Any] | None = None
 
@@ -389,6 +392,42 @@ class SelfHealingEngine:
             retry_after=delay,
         )
 
+    def relapse(self, target: str, *, after: float) -> None:
+        """*target* was healed and verified but failed again *after*
+        seconds, inside its relapse window: the healing did not hold.
+
+        Counts in the failure streak (backoff and dormant mode apply), so
+        a crash loop ends in dormant mode instead of a restart storm.
+        """
+        now = self._clock.monotonic()
+        self._relapses += 1
+        self._consecutive_failures += 1
+        failures = self._consecutive_failures
+        delay = self._backoff.delay(failures)
+        self._not_before = max(self._not_before, now + delay)
+        _log.warning(
+            "healing of %s did not hold: unhealthy again %.1fs after it "
+            "was verified (%d consecutive failures)",
+            target,
+            after,
+            failures,
+        )
+        self._publish(
+            EventKind.HEALING_RELAPSED,
+            f"healing of {target} did not hold: unhealthy again "
+            f"{after:.1f}s after verification",
+            target=target,
+            data={
+                "afterSeconds": round(after, 3),
+                "consecutiveFailures": failures,
+                "backoffDelay": round(delay * 1000),
+            },
+        )
+        if failures >= self._max_failures:
+            self._enter_dormant(
+                f"Exceeded maximum consecutive failures ({self._max_failures})"
+            )
+
     # ------------------------------------------------------- dormant mode
 
     @property
@@ -504,6 +543,7 @@ class SelfHealingEngine:
             total_attempts=self._total,
             successful_healings=self._succeeded,
             failed_healings=self._failed,
+            relapses=self._relapses,
             max_consecutive_failures=self._max_failures,
             in_progress=tuple(sorted(self._in_progress)),
             last_resume=self._last_resume,

@@ -65,6 +65,7 @@ class TaskSnapshot:
     last_duration: float | None
     last_error: str | None
     next_run_at: float | None
+    kind: str = "task"
 
     def to_dict(self) -> dict[str, object]:
         """The camelCase shape used by the API and the status output."""
@@ -80,6 +81,7 @@ class TaskSnapshot:
             "lastDurationMs": None if duration is None else duration * 1000,
             "lastError": self.last_error,
             "nextRunAt": utc_iso(self.next_run_at),
+            "kind": self.kind,
         }
 
 
@@ -108,6 +110,7 @@ class _Task:
     is_async: bool
     interval: float
     initial_delay: float
+    kind: str = "task"
     paused: bool = False
     runs: int = 0
     failures: int = 0
@@ -144,6 +147,7 @@ class _Task:
             self.last_duration,
             self.last_error,
             next_run_at,
+            self.kind,
         )
 
 
@@ -176,11 +180,13 @@ class BackgroundTaskManager:
         interval: float | timedelta,
         *,
         initial_delay: float | timedelta | None = None,
+        kind: str = "task",
     ) -> None:
         """Run *fn* every *interval*, first after *initial_delay*.
 
         *initial_delay* defaults to *interval*, like ``setInterval``; 0 runs
         at once. An existing *task_id* is replaced, never duplicated.
+        *kind* tells the daemon's own tasks (``"check"``) from yours.
         """
         if not isinstance(task_id, str) or not task_id.strip():
             raise ConfigError(
@@ -194,7 +200,7 @@ class BackgroundTaskManager:
             if initial_delay is None
             else _duration(initial_delay, "initial_delay", allow_zero=True)
         )
-        entry = _Task(task_id, fn, _is_async(fn), every, delay)
+        entry = _Task(task_id, fn, _is_async(fn), every, delay, kind)
         with self._lock:
             old = self._tasks.get(task_id)
             self._tasks[task_id] = entry
