@@ -135,4 +135,4 @@ def _spawn_daemon(tmp_path: Path) -> Iterator[Callable[..., DaemonProcess]]:
     for daemon in started:
         if daemon.process.poll() is None:
             daemon.process.kill()
-            daemon.process.wait(10)
+        daemon.process.communicate(timeout=10)  # reaps, closes the pipe

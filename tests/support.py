@@ -67,7 +67,8 @@ class DaemonProcess:
     def stop(self, sig: signal.Signals = signal.SIGTERM) -> int:
         if self.process.poll() is None:
             self.process.send_signal(sig)
-        return self.process.wait(timeout=15)
+        self.process.communicate(timeout=15)
+        return self.process.returncode
 
     def output(self) -> str:
         out, _ = self.process.communicate(timeout=15)

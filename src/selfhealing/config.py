@@ -263,6 +263,8 @@ class TargetConfig(_Section):
     check: CheckConfig
     actions: list[str] = Field(default_factory=list)  # the escalation ladder
     verify_timeout: PositiveDuration | None = None
+    verify_settle: Duration = 1.0  # healthy this long after an action
+    relapse_window: Duration | None = None  # default: 10 x interval
     breaker: BreakerConfig | None = None  # settings of target:<name>
 
     @property

@@ -13,6 +13,7 @@ import contextlib
 import errno
 import ipaddress
 import logging
+import os
 import signal
 import socket
 import sys
@@ -67,7 +68,6 @@ def _bind(host: str, port: int) -> socket.socket:
         raise StartupError(
             f"cannot listen on {host}:{port}: {reason}{hint}"
         ) from None
-    sock.set_inheritable(True)
     return sock
 
 
@@ -147,6 +147,24 @@ async def _serve(
     return server.started
 
 
+def _no_fd_inheritance() -> None:
+    """Mark every descriptor this process inherited close-on-exec.
+
+    Supervised children must not inherit them: uvloop, unlike asyncio,
+    does not close extra descriptors when it spawns, and an inherited pipe
+    or socket held open by a child can keep its peer waiting forever.
+    """
+    try:
+        entries = list(Path("/proc/self/fd").iterdir())
+    except OSError:
+        return
+    for entry in entries:
+        fd = int(entry.name)
+        if fd > 2:  # noqa: PLR2004 (after stdin, stdout, stderr)
+            with contextlib.suppress(OSError):
+                os.set_inheritable(fd, False)
+
+
 def _runner() -> Callable[[Coroutine[Any, Any, bool]], bool]:
     """Run on uvloop where it is installed (much cheaper checks)."""
     try:
@@ -177,6 +195,7 @@ def serve(
     except SelfHealingError as exc:
         print(f"selfheal: {exc}", file=sys.stderr)  # noqa: T201
         return EXIT_STARTUP
+    _no_fd_inheritance()
     setup = configure_logging(
         log_dir=runtime.log_dir,
         debug=runtime.settings.value("DEBUG") or runtime.config.logging.debug,

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from selfhealing.backoff import Backoff
+from selfhealing.checks import HttpSession
 from selfhealing.clock import Clock, system_clock
 from selfhealing.config import Config
 from selfhealing.engine import SelfHealingEngine
@@ -29,7 +30,10 @@ from selfhealing.registry import CircuitBreakerRegistry
 from selfhealing.status import Finding, Health, StatusInputs, build_status
 from selfhealing.store import AuditStore, MemoryAuditStore
 from selfhealing.store.sqlite import SQLiteAuditStore
+from selfhealing.supervisor import ManagedProcess, ProcessSupervisor
+from selfhealing.targets import Target, TargetSnapshot
 from selfhealing.tasks import BackgroundTaskManager
+from selfhealing.wiring import build_process, build_targets, targets_by_process
 
 
 __all__ = ["Core", "Runtime"]
@@ -118,6 +122,32 @@ class Runtime:
         )
         self._unsubscribe_audit: Any = None
         self.started_at: float | None = None
+        self.http = HttpSession()
+        self.supervisor = ProcessSupervisor(
+            clock=clock, on_exit=self._process_exited
+        )
+        for process in self.config.processes:
+            self.supervisor.add(
+                build_process(
+                    process,
+                    directory=self.directory,
+                    log_dir=self.log_dir,
+                    state_dir=self.state_dir,
+                    clock=clock,
+                )
+            )
+        self.targets: dict[str, Target] = build_targets(
+            self.config,
+            directory=self.directory,
+            engine=self.engine,
+            registry=self.registry,
+            supervisor=self.supervisor,
+            session=self.http,
+            detection=lambda: self.flags.auto_detection,
+            clock=clock,
+            bus=self.bus,
+        )
+        self._crash_targets = targets_by_process(self.config, self.targets)
 
     @classmethod
     def from_defaults(
@@ -167,12 +197,64 @@ class Runtime:
         self._unsubscribe_audit = self.bus.subscribe(self.audit.record)
         self.started_at = self.clock.time()
         self._note_restart_from_dormant()
+        if len(self.supervisor):
+            reaped = await self.supervisor.reap_orphans(self.state_dir)
+            if reaped:
+                _log.warning(
+                    "stopped %d processes left running by a previous run: %s",
+                    len(reaped),
+                    reaped,
+                )
+            await self.supervisor.start_all()
+        for target in self.targets.values():
+            self._schedule(target)
         await self.tasks.start()
         _log.info(
-            "started: engine active, %d breakers, %d tasks",
+            "started: %d processes, %d targets, %d breakers, %d tasks",
+            len(self.supervisor),
+            len(self.targets),
             len(self.registry),
             len(self.tasks),
         )
+
+    def add_target(self, target: Target) -> None:
+        """Watch *target* too (library mode: your own checks and actions,
+        e.g. CallableCheck and CallableAction). Replaces one of that name."""
+        self.targets[target.name] = target
+        self._schedule(target)
+
+    def _schedule(self, target: Target) -> None:
+        self.tasks.register_interval(
+            f"check:{target.name}",
+            target.probe,
+            target.interval,
+            initial_delay=target.initial_delay,
+            kind="check",
+        )
+
+    def _process_exited(self, process: ManagedProcess, code: int) -> None:
+        self.bus.publish(
+            Event(
+                EventKind.PROCESS_EXITED,
+                self.clock.time(),
+                "ProcessSupervisor",
+                f"process {process.name} exited with code {code}",
+                target=process.name,
+                data={"exitCode": code, "pid": process.snapshot().pid},
+            )
+        )
+        if not self.flags.process_monitoring:
+            _log.warning(
+                "process %s exited (code %d); not healing it: "
+                "FEATURE_PROCESS_MONITORING_ENABLED is off",
+                process.name,
+                code,
+            )
+            return
+        for target in self._crash_targets.get(process.name, ()):
+            target.mark_unhealthy(
+                f"process {process.name} exited with code {code}"
+            )
 
     def _note_restart_from_dormant(self) -> None:
         """A restart clears dormant mode (the guide's last resort): say so."""
@@ -199,8 +281,13 @@ class Runtime:
         )
 
     async def stop(self) -> None:
-        """Cancel tasks, stop processes, flush the audit trail."""
+        """Cancel probes and healings, stop processes, flush the audit."""
         await self.tasks.shutdown()
+        # Healings first, so none restarts a process after stop_all().
+        for target in self.targets.values():
+            await target.aclose()
+        await self.supervisor.stop_all()
+        await self.http.aclose()
         if self._unsubscribe_audit is not None:
             self._unsubscribe_audit()
             self._unsubscribe_audit = None
@@ -231,9 +318,23 @@ class Runtime:
             tasks=self.tasks.snapshot(),
             flags=self.flags.snapshot(),
             flag_errors=(*self.flags.errors, *self.settings.errors),
+            targets=[t.snapshot() for t in self.targets.values()],
             findings=findings,
         )
 
     def status(self) -> dict[str, Any]:
         """The ``GET /api/status`` document."""
-        return build_status(self.status_inputs(), now=self.clock.time())
+        inputs = self.status_inputs()
+        return build_status(
+            inputs,
+            now=self.clock.time(),
+            extra={
+                "targets": [
+                    t.to_dict()
+                    for t in inputs.targets
+                    if isinstance(t, TargetSnapshot)
+                ],
+                "processes": [p.to_dict() for p in self.supervisor.snapshot()],
+                "auditTrail": self.audit.health.to_dict(),
+            },
+        )

@@ -16,6 +16,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from selfhealing.api.responses import JSON
 from selfhealing.exceptions import (
@@ -128,6 +129,17 @@ def _starlette_message(exc: StarletteHTTPException) -> str:
     return message
 
 
+def _allowed_methods(request: Request) -> str:
+    """Every method any route at this path takes (Starlette names only the
+    first route's, and two routes may share a path with other methods)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods.update(getattr(route, "methods", None) or ())
+    return ", ".join(sorted(methods))
+
+
 async def _handle(request: Request, exc: Exception) -> JSON:
     """One dispatcher for every exception type the app registers."""
     if isinstance(exc, ApiError):
@@ -138,10 +150,11 @@ async def _handle(request: Request, exc: Exception) -> JSON:
         status, message = _validation_message(exc)
         return error_response(status, message)
     if isinstance(exc, StarletteHTTPException):
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == _METHOD_NOT_ALLOWED:
+            headers["Allow"] = _allowed_methods(request)
         return error_response(
-            exc.status_code,
-            _starlette_message(exc),
-            headers=getattr(exc, "headers", None),
+            exc.status_code, _starlette_message(exc), headers=headers
         )
     if isinstance(exc, SelfHealingError):
         return error_response(_library_status(exc), str(exc))

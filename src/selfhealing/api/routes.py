@@ -26,8 +26,10 @@ from selfhealing.api.models import (
 from selfhealing.api.responses import JSON
 from selfhealing.breaker import BreakerState
 from selfhealing.events import Event, EventKind
+from selfhealing.exceptions import UnknownNameError
 from selfhealing.runtime import Runtime
 from selfhealing.store import MAX_QUERY_LIMIT
+from selfhealing.targets import Target
 
 
 __all__ = [
@@ -298,11 +300,16 @@ async def resume_task(
 
 @router.delete("/api/tasks/{task_id}", tags=["tasks"], response_class=JSON)
 async def unregister(
-    runtime: RuntimeDep, task_id: NameParam, actor: Actor
+    runtime: RuntimeDep,
+    task_id: NameParam,
+    actor: Actor,
+    body: OptionalReasonBody | None = None,
 ) -> JSON:
     """Unregister one task."""
     runtime.tasks.unregister(task_id)
-    _operator_event(runtime, f"unregistered task {task_id}", actor, None)
+    _operator_event(
+        runtime, f"unregistered task {task_id}", actor, _reason(body)
+    )
     return _tasks_result(runtime, 1)
 
 
@@ -405,3 +412,94 @@ async def events(
             "lastId": records[-1].id if records else since,
         }
     )
+
+
+@router.delete("/api/flags/{name}", tags=["flags"], response_class=JSON)
+async def clear_flag(
+    runtime: RuntimeDep,
+    name: NameParam,
+    actor: Actor,
+    body: OptionalReasonBody | None = None,
+) -> JSON:
+    """Drop a runtime override: the flag falls back to env / .env.local /
+    .env / config / default."""
+    value = runtime.flags.clear_override(
+        name, reason=_reason(body), actor=actor
+    )
+    return JSON({"name": name, **value.to_dict()})
+
+
+@router.get("/api/targets", tags=["targets"], response_class=JSON)
+async def targets(runtime: RuntimeDep) -> JSON:
+    """Every watched target: health, last check and latency, healing."""
+    return JSON([t.snapshot().to_dict() for t in runtime.targets.values()])
+
+
+def _target(runtime: Runtime, name: str) -> Target:
+    target = runtime.targets.get(name)
+    if target is None:
+        raise UnknownNameError("target", name, list(runtime.targets))
+    return target
+
+
+@router.get("/api/targets/{name}", tags=["targets"], response_class=JSON)
+async def target(runtime: RuntimeDep, name: NameParam) -> JSON:
+    """One target, with its recent check results and actions."""
+    found = _target(runtime, name)
+    return JSON(
+        {
+            **found.snapshot().to_dict(),
+            "recentChecks": [r.to_dict() for r in found.recent],
+            "recentActions": [a.to_dict() for a in found.actions],
+            "ladder": [{"name": a.name, "kind": a.kind} for a in found.ladder],
+        }
+    )
+
+
+@router.post(
+    "/api/targets/{name}/check", tags=["targets"], response_class=JSON
+)
+async def check_now(
+    runtime: RuntimeDep, name: NameParam, actor: Actor
+) -> JSON:
+    """Probe a target now (counts like a scheduled probe)."""
+    found = _target(runtime, name)
+    result = await found.probe()
+    _operator_event(runtime, f"checked {name} now", actor, None)
+    return JSON(
+        {
+            "result": None if result is None else result.to_dict(),
+            "target": found.snapshot().to_dict(),
+        }
+    )
+
+
+@router.post("/api/targets/{name}/heal", tags=["targets"], response_class=JSON)
+async def heal_now(
+    runtime: RuntimeDep,
+    name: NameParam,
+    actor: Actor,
+    body: OptionalReasonBody | None = None,
+) -> JSON:
+    """Ask for one healing attempt now. The engine's rules still apply:
+    flags, dormant mode, backoff and breakers may skip it (see outcome)."""
+    found = _target(runtime, name)
+    _operator_event(runtime, f"asked to heal {name}", actor, _reason(body))
+    result = await found.heal_now()
+    return JSON(
+        {
+            "outcome": str(result.outcome),
+            "skipReason": None
+            if result.skip_reason is None
+            else str(result.skip_reason),
+            "retryAfter": result.retry_after,
+            "error": result.error,
+            "target": found.snapshot().to_dict(),
+        }
+    )
+
+
+@router.get("/api/processes", tags=["targets"], response_class=JSON)
+async def processes(runtime: RuntimeDep) -> JSON:
+    """Supervised processes: pid, state, restarts, uptime, last exit code."""
+    return JSON([p.to_dict() for p in runtime.supervisor.snapshot()])

@@ -1,0 +1,301 @@
+"""From config to objects: supervised processes, checks, actions, targets.
+
+The only place that knows both the config file's shape and the objects'
+constructors, so neither depends on the other.
+"""
+
+from __future__ import annotations
+
+import signal
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from selfhealing.actions import (
+    CommandAction,
+    HttpAction,
+    RemediationAction,
+    RestartProcessAction,
+)
+from selfhealing.breaker import CircuitBreaker
+from selfhealing.checks import (
+    CommandCheck,
+    DiskCheck,
+    HealthCheck,
+    HttpCheck,
+    HttpSession,
+    MemoryCheck,
+    ProcessCheck,
+    TcpCheck,
+)
+from selfhealing.clock import Clock
+from selfhealing.config import (
+    ActionConfig,
+    BreakerConfig,
+    CheckConfig,
+    CommandActionConfig,
+    CommandCheckConfig,
+    Config,
+    DiskCheckConfig,
+    HttpActionConfig,
+    HttpCheckConfig,
+    MemoryCheckConfig,
+    ProcessCheckConfig,
+    ProcessConfig,
+    RestartProcessActionConfig,
+    TcpCheckConfig,
+)
+from selfhealing.engine import SelfHealingEngine
+from selfhealing.events import EventBus
+from selfhealing.registry import CircuitBreakerRegistry
+from selfhealing.supervisor import ManagedProcess, ProcessSupervisor
+from selfhealing.targets import Target
+
+
+__all__ = [
+    "build_action",
+    "build_check",
+    "build_process",
+    "build_targets",
+    "targets_by_process",
+]
+
+# A crashed process with no target of its own is watched by this one.
+IMPLICIT_INTERVAL = 10.0
+
+
+def build_process(
+    config: ProcessConfig,
+    *,
+    directory: Path,
+    log_dir: Path,
+    state_dir: Path,
+    clock: Clock,
+) -> ManagedProcess:
+    cwd = directory / config.cwd if config.cwd else directory
+    return ManagedProcess(
+        config.name,
+        config.command,
+        cwd=cwd,
+        env=config.env,
+        stop_signal=signal.Signals[config.stop_signal],
+        stop_timeout=config.stop_timeout,
+        autostart=config.autostart,
+        log_dir=log_dir,
+        state_dir=state_dir,
+        clock=clock,
+    )
+
+
+def build_check(  # noqa: PLR0911 (one return per check type)
+    config: CheckConfig,
+    *,
+    directory: Path,
+    session: HttpSession,
+    supervisor: ProcessSupervisor,
+    clock: Clock,
+) -> HealthCheck:
+    timeout = config.timeout
+    if isinstance(config, HttpCheckConfig):
+        return HttpCheck(
+            config.url,
+            timeout=timeout,
+            method=config.method,
+            expected_status=config.expected_status,
+            body_contains=config.body_contains,
+            body_regex=config.body_regex,
+            headers=config.headers,
+            session=session,
+            clock=clock,
+        )
+    if isinstance(config, TcpCheckConfig):
+        return TcpCheck(config.host, config.port, timeout=timeout, clock=clock)
+    if isinstance(config, ProcessCheckConfig):
+        if config.process is not None:
+            process = supervisor.get(config.process)
+            return ProcessCheck(
+                is_running=_pid_of(process), timeout=timeout, clock=clock
+            )
+        return ProcessCheck(
+            pid_file=directory / config.pid_file if config.pid_file else None,
+            match=config.match,
+            timeout=timeout,
+            clock=clock,
+        )
+    if isinstance(config, CommandCheckConfig):
+        return CommandCheck(
+            config.command,
+            timeout=timeout,
+            expected_exit_code=config.expected_exit_code,
+            cwd=directory / config.cwd if config.cwd else directory,
+            env=config.env,
+            clock=clock,
+        )
+    if isinstance(config, DiskCheckConfig):
+        return DiskCheck(
+            directory / config.path,
+            max_used_percent=config.max_used_percent,
+            max_inodes_percent=config.max_inodes_percent,
+            timeout=timeout,
+            clock=clock,
+        )
+    assert isinstance(config, MemoryCheckConfig)  # noqa: S101 (exhaustive)
+    return MemoryCheck(
+        max_used_percent=config.max_used_percent, timeout=timeout, clock=clock
+    )
+
+
+def build_action(
+    config: ActionConfig,
+    *,
+    directory: Path,
+    session: HttpSession,
+    supervisor: ProcessSupervisor,
+    clock: Clock,
+) -> RemediationAction:
+    if isinstance(config, RestartProcessActionConfig):
+        return RestartProcessAction(
+            config.name,
+            supervisor.get(config.process),
+            timeout=config.timeout,
+            clock=clock,
+        )
+    if isinstance(config, CommandActionConfig):
+        return CommandAction(
+            config.name,
+            config.command,
+            timeout=config.timeout,
+            expected_exit_code=config.expected_exit_code,
+            cwd=directory / config.cwd if config.cwd else directory,
+            env=config.env,
+            clock=clock,
+        )
+    assert isinstance(config, HttpActionConfig)  # noqa: S101 (exhaustive)
+    return HttpAction(
+        config.name,
+        config.url,
+        method=config.method,
+        headers=config.headers,
+        body=config.body,
+        expected_status=config.expected_status,
+        timeout=config.timeout,
+        session=session,
+        clock=clock,
+    )
+
+
+def build_targets(
+    config: Config,
+    *,
+    directory: Path,
+    engine: SelfHealingEngine,
+    registry: CircuitBreakerRegistry,
+    supervisor: ProcessSupervisor,
+    session: HttpSession,
+    detection: Callable[[], bool],
+    clock: Clock,
+    bus: EventBus,
+) -> dict[str, Target]:
+    """Every configured target, plus one per process nobody watches."""
+    actions = {
+        a.name: build_action(
+            a,
+            directory=directory,
+            session=session,
+            supervisor=supervisor,
+            clock=clock,
+        )
+        for a in config.actions
+    }
+    targets: dict[str, Target] = {}
+    for spec in config.targets:
+        check = spec.check
+        targets[spec.name] = Target(
+            spec.name,
+            build_check(
+                check,
+                directory=directory,
+                session=session,
+                supervisor=supervisor,
+                clock=clock,
+            ),
+            [actions[name] for name in spec.actions],
+            engine=engine,
+            breaker=_target_breaker(registry, spec.name, spec.breaker),
+            interval=check.interval,
+            initial_delay=check.initial_delay,
+            failure_threshold=check.failure_threshold,
+            success_threshold=check.success_threshold,
+            verify_timeout=spec.effective_verify_timeout,
+            verify_settle=spec.verify_settle,
+            relapse_window=spec.relapse_window,
+            detection=detection,
+            clock=clock,
+            bus=bus,
+        )
+    watched = targets_by_process(config, targets)
+    for process in supervisor:
+        if watched.get(process.name):
+            continue
+        name = (
+            process.name
+            if process.name not in targets
+            else f"process:{process.name}"
+        )
+        targets[name] = Target(
+            name,
+            ProcessCheck(is_running=_pid_of(process), clock=clock),
+            [
+                RestartProcessAction(
+                    f"restart-{process.name}", process, clock=clock
+                )
+            ],
+            engine=engine,
+            breaker=_target_breaker(registry, name, None),
+            interval=IMPLICIT_INTERVAL,
+            failure_threshold=1,
+            detection=detection,
+            clock=clock,
+            bus=bus,
+        )
+    return targets
+
+
+def targets_by_process(
+    config: Config, targets: Mapping[str, Target]
+) -> dict[str, list[Target]]:
+    """Which targets a crash of each process makes unhealthy: those whose
+    ladder restarts it, and those whose check watches it."""
+    checked = {
+        spec.name: spec.check.process
+        for spec in config.targets
+        if isinstance(spec.check, ProcessCheckConfig) and spec.check.process
+    }
+    found: dict[str, list[Target]] = {}
+    for name, target in targets.items():
+        processes = {
+            action.process.name
+            for action in target.ladder
+            if isinstance(action, RestartProcessAction)
+        }
+        if name in checked:
+            processes.add(checked[name])
+        for process in sorted(processes):
+            found.setdefault(process, []).append(target)
+    return found
+
+
+def _target_breaker(
+    registry: CircuitBreakerRegistry, name: str, config: BreakerConfig | None
+) -> CircuitBreaker:
+    breaker_name = f"target:{name}"
+    if config is not None and breaker_name not in registry:
+        registry.configure(breaker_name, **config.model_dump())
+    return registry.get_or_create(breaker_name)
+
+
+def _pid_of(process: ManagedProcess) -> Callable[[], int | None]:
+    def pid() -> int | None:
+        return process.pid if process.running else None
+
+    return pid
