@@ -14,6 +14,7 @@ from selfhealing.cli._control import (
     resume,
     tasks_app,
 )
+from selfhealing.cli._demo import demo
 from selfhealing.cli._events import events
 from selfhealing.cli._run import run
 from selfhealing.cli._status import status, watch
@@ -64,6 +65,7 @@ def version_command() -> None:
 
 
 app.command("run")(run)
+app.command("demo")(demo)
 app.add_typer(config_app, name="config")
 app.command("status")(status)
 app.command("watch")(watch)
