@@ -27,7 +27,10 @@ def parse_duration(value: object) -> float:
     if isinstance(value, timedelta):
         result = value.total_seconds()
     elif isinstance(value, int | float):
-        result = float(value)
+        try:
+            result = float(value)
+        except OverflowError:  # an int beyond any float (TOML allows it)
+            result = math.inf
     elif isinstance(value, str):
         text = value.strip().lower().replace(" ", "")
         if _WHOLE.fullmatch(text):

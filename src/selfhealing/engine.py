@@ -178,6 +178,9 @@ class SelfHealingEngine:
         self._succeeded = 0
         self._failed = 0
         self._relapses = 0
+        # The failure streak each target's last success reset: a relapse
+        # takes the success back, so the streak goes on from there.
+        self._streak_at_success: dict[str, int] = {}
         self._in_progress: set[str] = set()
         self._last_resume: dict[str, Any] | None = None
 
@@ -331,6 +334,7 @@ class SelfHealingEngine:
     ) -> AttemptResult:
         duration = self._clock.monotonic() - started
         self._succeeded += 1
+        self._streak_at_success[target] = self._consecutive_failures
         self._consecutive_failures = 0
         self._not_before = 0.0
         _log.info("healed %s in %.3fs", target, duration)
@@ -401,7 +405,13 @@ class SelfHealingEngine:
         """
         now = self._clock.monotonic()
         self._relapses += 1
-        self._consecutive_failures += 1
+        self._consecutive_failures = (
+            max(
+                self._consecutive_failures,
+                self._streak_at_success.pop(target, 0),
+            )
+            + 1
+        )
         failures = self._consecutive_failures
         delay = self._backoff.delay(failures)
         self._not_before = max(self._not_before, now + delay)
@@ -502,6 +512,7 @@ class SelfHealingEngine:
         self._dormant_reason = None
         self._dormant_since = None
         self._consecutive_failures = 0
+        self._streak_at_success.clear()
         self._not_before = 0.0
         self.main_breaker.reset(force=True, reason=reason, actor=actor)
         self._last_resume = {

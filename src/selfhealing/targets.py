@@ -137,6 +137,7 @@ class Target:
         self.detail: str | None = None
         self.recent: deque[CheckResult] = deque(maxlen=recent)
         self.actions: deque[ActionResult] = deque(maxlen=recent)
+        self._climbed: list[ActionResult] = []  # the latest attempt's rungs
         self._failures = 0
         self._successes = 0
         self._checks = 0
@@ -257,17 +258,16 @@ class Target:
                 "at": utc_iso(self._clock.time()),
                 "durationMs": round(result.duration * 1000),
                 "error": result.error,
-                "actions": [
-                    a.to_dict()
-                    for a in list(self.actions)[-len(self.ladder) :]
-                ],
+                "actions": [a.to_dict() for a in self._climbed],
             }
         return result
 
     async def _climb_ladder(self) -> bool:
+        self._climbed = []
         for rung, action in enumerate(self.ladder, start=1):
             result = await action.run()
             self.actions.append(result)
+            self._climbed.append(result)
             self._publish(
                 EventKind.ACTION_RUN,
                 f"{self.name}: {action.kind} {action.name} "
