@@ -22,6 +22,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
     ValidationError,
     field_validator,
     model_validator,
@@ -43,6 +44,9 @@ __all__ = [
     "EngineConfig",
     "HttpActionConfig",
     "HttpCheckConfig",
+    "LlmActionConfig",
+    "LlmConfig",
+    "LlmKeyConfig",
     "LoggingConfig",
     "MemoryCheckConfig",
     "ProcessCheckConfig",
@@ -75,6 +79,18 @@ def _check_name(value: str) -> str:
 
 
 Name = Annotated[str, AfterValidator(_check_name)]
+
+
+def _check_process_name(value: str) -> str:
+    if ":" in value:  # the supervisor's rule: no ':' (process:<name>)
+        raise ValueError(
+            "expected 1-64 letters, digits, '_', '.' or '-', "
+            f"starting with a letter or digit, got {value!r}"
+        )
+    return value
+
+
+ProcessName = Annotated[Name, AfterValidator(_check_process_name)]
 
 
 def _check_argv(value: list[str]) -> list[str]:
@@ -112,7 +128,12 @@ def _check_url(value: str) -> str:
 
 
 Url = Annotated[str, AfterValidator(_check_url)]
-StatusCodes = list[Annotated[int, Field(ge=100, le=599)]]
+StatusCodes = Annotated[
+    list[Annotated[int, Field(ge=100, le=599)]], Field(min_length=1)
+]
+ExitCode = Annotated[int, Field(ge=0, le=255)]
+# The checks refuse empty strings here: so must validation.
+NonEmpty = Annotated[str, Field(min_length=1)]
 
 
 class _Section(BaseModel):
@@ -159,7 +180,7 @@ class LoggingConfig(_Section):
 
 
 class ProcessConfig(_Section):
-    name: Name
+    name: ProcessName
     command: Argv
     cwd: str | None = None
     env: dict[str, str] = Field(default_factory=dict)
@@ -183,8 +204,8 @@ class HttpCheckConfig(_CheckBase):
         "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"
     ] = "GET"
     expected_status: StatusCodes | None = None  # None: 200-399
-    body_contains: str | None = None
-    body_regex: str | None = None
+    body_contains: NonEmpty | None = None
+    body_regex: NonEmpty | None = None
     headers: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("body_regex")
@@ -193,7 +214,8 @@ class HttpCheckConfig(_CheckBase):
         if value is not None:
             try:
                 re.compile(value)
-            except re.error as exc:
+            # Too large a repeat or too deep a nesting is no re.error.
+            except (re.error, OverflowError, RecursionError) as exc:
                 raise ValueError(
                     f"not a valid regular expression: {exc}"
                 ) from None
@@ -202,7 +224,7 @@ class HttpCheckConfig(_CheckBase):
 
 class TcpCheckConfig(_CheckBase):
     type: Literal["tcp"]
-    host: str = "127.0.0.1"
+    host: NonEmpty = "127.0.0.1"
     port: int = Field(ge=1, le=65535)
 
 
@@ -210,7 +232,7 @@ class ProcessCheckConfig(_CheckBase):
     type: Literal["process"]
     process: str | None = None  # a managed process by name
     pid_file: str | None = None
-    match: str | None = None  # a substring of the command line
+    match: NonEmpty | None = None  # a substring of the command line
 
     @model_validator(mode="after")
     def _exactly_one(self) -> ProcessCheckConfig:
@@ -230,7 +252,7 @@ class ProcessCheckConfig(_CheckBase):
 class CommandCheckConfig(_CheckBase):
     type: Literal["command"]
     command: Argv
-    expected_exit_code: int = 0
+    expected_exit_code: ExitCode = 0
     cwd: str | None = None
     env: dict[str, str] = Field(default_factory=dict)
 
@@ -290,7 +312,7 @@ class CommandActionConfig(_ActionBase):
     command: Argv
     cwd: str | None = None
     env: dict[str, str] = Field(default_factory=dict)
-    expected_exit_code: int = 0
+    expected_exit_code: ExitCode = 0
 
 
 class HttpActionConfig(_ActionBase):
@@ -302,10 +324,34 @@ class HttpActionConfig(_ActionBase):
     expected_status: StatusCodes | None = None  # None: 200-299
 
 
+class LlmActionConfig(_ActionBase):
+    type: Literal["llm"]
+    allowed: list[str] = Field(min_length=1)  # names of other actions
+    timeout: PositiveDuration = 60.0
+
+
 ActionConfig = Annotated[
-    RestartProcessActionConfig | CommandActionConfig | HttpActionConfig,
+    RestartProcessActionConfig
+    | CommandActionConfig
+    | HttpActionConfig
+    | LlmActionConfig,
     Field(discriminator="type"),
 ]
+
+
+class LlmKeyConfig(_Section):
+    env: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+    group: str | None = None
+
+
+class LlmConfig(_Section):
+    model: str = "claude-sonnet-4-6"
+    base_url: str | None = None  # else ANTHROPIC_BASE_URL
+    timeout: PositiveDuration = 20.0  # one request
+    deadline: PositiveDuration = 45.0  # one advice, both attempts
+    max_tokens: int = Field(512, ge=64, le=1024)
+    min_confidence: float = Field(0.7, ge=0, le=1)
+    keys: list[LlmKeyConfig] = Field(default_factory=list)
 
 
 class Config(_Section):
@@ -314,12 +360,18 @@ class Config(_Section):
     server: ServerConfig = ServerConfig()
     engine: EngineConfig = EngineConfig()
     breakers: dict[str, BreakerConfig] = Field(default_factory=dict)
-    flags: dict[str, bool] = Field(default_factory=dict)
+    flags: dict[str, StrictBool] = Field(default_factory=dict)
     state: StateConfig = StateConfig()
     logging: LoggingConfig = LoggingConfig()
     processes: list[ProcessConfig] = Field(default_factory=list)
     targets: list[TargetConfig] = Field(default_factory=list)
     actions: list[ActionConfig] = Field(default_factory=list)
+    llm: LlmConfig = LlmConfig()
+
+    @property
+    def advisor_configured(self) -> bool:
+        """Some ladder may ask the LLM advisor."""
+        return any(isinstance(a, LlmActionConfig) for a in self.actions)
 
     @field_validator("flags")
     @classmethod
@@ -337,37 +389,10 @@ class Config(_Section):
     @model_validator(mode="after")
     def _references(self) -> Config:
         errors: list[str] = []
-        _unique(self.processes, "processes", errors)
-        _unique(self.targets, "targets", errors)
-        _unique(self.actions, "actions", errors)
-        processes = {p.name for p in self.processes}
-        actions = {a.name for a in self.actions}
-        for i, action in enumerate(self.actions):
-            if (
-                isinstance(action, RestartProcessActionConfig)
-                and action.process not in processes
-            ):
-                errors.append(
-                    f"actions[{i}].process: unknown process "
-                    f"{action.process!r} (known: {_listing(processes)})"
-                )
-        for i, target in enumerate(self.targets):
-            for j, name in enumerate(target.actions):
-                if name not in actions:
-                    errors.append(
-                        f"targets[{i}].actions[{j}]: unknown action {name!r} "
-                        f"(known: {_listing(actions)})"
-                    )
-            check = target.check
-            if (
-                isinstance(check, ProcessCheckConfig)
-                and check.process is not None
-                and check.process not in processes
-            ):
-                errors.append(
-                    f"targets[{i}].check.process: unknown process "
-                    f"{check.process!r} (known: {_listing(processes)})"
-                )
+        for section in ("processes", "targets", "actions"):
+            _unique(getattr(self, section), section, errors)
+        errors += _action_references(self)
+        errors += _target_references(self)
         if errors:
             raise _ReferenceError(errors)
         return self
@@ -375,6 +400,56 @@ class Config(_Section):
     def breaker_settings(self, name: str) -> dict[str, Any]:
         """Keyword settings for ``CircuitBreakerRegistry.configure``."""
         return self.breakers[name].model_dump()
+
+
+def _action_references(config: Config) -> list[str]:
+    errors: list[str] = []
+    processes = {p.name for p in config.processes}
+    actions = {a.name for a in config.actions}
+    llm_actions = {
+        a.name for a in config.actions if isinstance(a, LlmActionConfig)
+    }
+    for i, action in enumerate(config.actions):
+        if (
+            isinstance(action, RestartProcessActionConfig)
+            and action.process not in processes
+        ):
+            errors.append(
+                f"actions[{i}].process: unknown process "
+                f"{action.process!r} (known: {_listing(processes)})"
+            )
+        if isinstance(action, LlmActionConfig):
+            errors.extend(
+                f"actions[{i}].allowed[{j}]: {name!r} is not a non-llm "
+                f"action (known: {_listing(actions - llm_actions)})"
+                for j, name in enumerate(action.allowed)
+                if name not in actions or name in llm_actions
+            )
+    return errors
+
+
+def _target_references(config: Config) -> list[str]:
+    errors: list[str] = []
+    processes = {p.name for p in config.processes}
+    actions = {a.name for a in config.actions}
+    for i, target in enumerate(config.targets):
+        errors.extend(
+            f"targets[{i}].actions[{j}]: unknown action {name!r} "
+            f"(known: {_listing(actions)})"
+            for j, name in enumerate(target.actions)
+            if name not in actions
+        )
+        check = target.check
+        if (
+            isinstance(check, ProcessCheckConfig)
+            and check.process is not None
+            and check.process not in processes
+        ):
+            errors.append(
+                f"targets[{i}].check.process: unknown process "
+                f"{check.process!r} (known: {_listing(processes)})"
+            )
+    return errors
 
 
 class _ReferenceError(ValueError):
@@ -491,4 +566,8 @@ def load_config(path: str | Path | None = None) -> Config:
         raise ConfigError("not UTF-8 text", where=str(path)) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"invalid TOML: {exc}", where=str(path)) from None
+    except RecursionError:  # tomllib recurses once per nested array/table
+        raise ConfigError(
+            "invalid TOML: nested too deeply", where=str(path)
+        ) from None
     return parse_config(data, source=str(path))

@@ -26,8 +26,16 @@ from selfhealing.envfiles import EnvSettings
 from selfhealing.events import Event, EventBus, EventKind
 from selfhealing.exceptions import ConfigError
 from selfhealing.flags import FeatureFlags
+from selfhealing.llm.advisor import LLMAdvisor
+from selfhealing.llm.keypool import KeyPool, KeyState
 from selfhealing.registry import CircuitBreakerRegistry
-from selfhealing.status import Finding, Health, StatusInputs, build_status
+from selfhealing.status import (
+    Finding,
+    Health,
+    KeySummary,
+    StatusInputs,
+    build_status,
+)
 from selfhealing.store import AuditStore, MemoryAuditStore
 from selfhealing.store.sqlite import SQLiteAuditStore
 from selfhealing.supervisor import ManagedProcess, ProcessSupervisor
@@ -41,6 +49,7 @@ __all__ = ["Core", "Runtime"]
 _log = logging.getLogger("selfhealing.daemon")
 
 DEFAULT_STATE_DIR = ".selfhealing"
+LLM_BREAKER = "llm-anthropic"
 AUDIT_DB = "audit.db"
 
 
@@ -122,6 +131,14 @@ class Runtime:
         )
         self._unsubscribe_audit: Any = None
         self.started_at: float | None = None
+        self.keys = KeyPool.from_settings(
+            self.settings,
+            [k.model_dump(exclude_none=True) for k in self.config.llm.keys],
+            clock=clock,
+            bus=self.bus,
+            on_change=self._key_changed,
+        )
+        self.advisor = self._build_advisor()
         self.http = HttpSession()
         self.supervisor = ProcessSupervisor(
             clock=clock, on_exit=self._process_exited
@@ -140,14 +157,56 @@ class Runtime:
             self.config,
             directory=self.directory,
             engine=self.engine,
+            advisor=self.advisor,
             registry=self.registry,
             supervisor=self.supervisor,
             session=self.http,
             detection=lambda: self.flags.auto_detection,
+            supervision=lambda: self.flags.process_monitoring,
             clock=clock,
             bus=self.bus,
         )
         self._crash_targets = targets_by_process(self.config, self.targets)
+
+    def _build_advisor(self) -> LLMAdvisor | None:
+        """The advisor, when some ladder asks it (the SDK loads lazily)."""
+        if not self.config.advisor_configured:
+            return None
+        if LLM_BREAKER not in self.config.breakers:
+            # An LLM outage must not need a human: never permanent.
+            self.registry.configure(
+                LLM_BREAKER,
+                failure_threshold=3,
+                recovery_timeout=60,
+                permanent_after_trips=0,
+            )
+        llm = self.config.llm
+        return LLMAdvisor(
+            self.keys,
+            self.registry.get_or_create(LLM_BREAKER),
+            model=llm.model,
+            base_url=llm.base_url or self.settings.value("ANTHROPIC_BASE_URL"),
+            timeout=llm.timeout,
+            deadline=llm.deadline,
+            max_tokens=llm.max_tokens,
+            min_confidence=llm.min_confidence,
+            clock=self.clock,
+            bus=self.bus,
+        )
+
+    def _key_changed(
+        self, key_id: str, old: KeyState, new: KeyState, reason: str | None
+    ) -> None:
+        self.bus.publish(
+            Event(
+                EventKind.KEY_STATE,
+                self.clock.time(),
+                "KeyPool",
+                f"API key {key_id}: {old} -> {new}",
+                reason=reason,
+                data={"key": key_id, "from": str(old), "to": str(new)},
+            )
+        )
 
     @classmethod
     def from_defaults(
@@ -319,8 +378,31 @@ class Runtime:
             flags=self.flags.snapshot(),
             flag_errors=(*self.flags.errors, *self.settings.errors),
             targets=[t.snapshot() for t in self.targets.values()],
+            keys=self._key_summary(),
             findings=findings,
         )
+
+    def _key_summary(self) -> KeySummary:
+        keys = self.keys.snapshot()
+        return KeySummary(
+            total=keys.total,
+            active=keys.active,
+            failed=keys.failed,
+            rate_limited=keys.rate_limited,
+            advisor_configured=self.advisor is not None,
+        )
+
+    def llm_status(self) -> dict[str, Any]:
+        """``llm`` in the status document."""
+        keys = self.keys.snapshot()
+        advisor = self.advisor
+        return {
+            "enabled": advisor is not None and keys.active > 0,
+            "advisorConfigured": advisor is not None,
+            "model": None if advisor is None else advisor.model,
+            "breaker": None if advisor is None else str(advisor.breaker.state),
+            "keyManagement": keys.to_dict(),
+        }
 
     def status(self) -> dict[str, Any]:
         """The ``GET /api/status`` document."""
@@ -335,6 +417,7 @@ class Runtime:
                     if isinstance(t, TargetSnapshot)
                 ],
                 "processes": [p.to_dict() for p in self.supervisor.snapshot()],
+                "llm": self.llm_status(),
                 "auditTrail": self.audit.health.to_dict(),
             },
         )

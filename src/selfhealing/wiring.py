@@ -11,12 +11,15 @@ import signal
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+import psutil  # type: ignore[import-untyped, unused-ignore]
+
 from selfhealing.actions import (
     CommandAction,
     HttpAction,
     RemediationAction,
     RestartProcessAction,
 )
+from selfhealing.actions.llm import LLMAction
 from selfhealing.breaker import CircuitBreaker
 from selfhealing.checks import (
     CommandCheck,
@@ -28,7 +31,7 @@ from selfhealing.checks import (
     ProcessCheck,
     TcpCheck,
 )
-from selfhealing.clock import Clock
+from selfhealing.clock import Clock, utc_iso
 from selfhealing.config import (
     ActionConfig,
     BreakerConfig,
@@ -39,6 +42,7 @@ from selfhealing.config import (
     DiskCheckConfig,
     HttpActionConfig,
     HttpCheckConfig,
+    LlmActionConfig,
     MemoryCheckConfig,
     ProcessCheckConfig,
     ProcessConfig,
@@ -47,6 +51,8 @@ from selfhealing.config import (
 )
 from selfhealing.engine import SelfHealingEngine
 from selfhealing.events import EventBus
+from selfhealing.llm.advisor import LLMAdvisor
+from selfhealing.llm.evidence import Evidence
 from selfhealing.registry import CircuitBreakerRegistry
 from selfhealing.supervisor import ManagedProcess, ProcessSupervisor
 from selfhealing.targets import Target
@@ -57,6 +63,8 @@ __all__ = [
     "build_check",
     "build_process",
     "build_targets",
+    "evidence_of",
+    "process_stats",
     "targets_by_process",
 ]
 
@@ -170,7 +178,8 @@ def build_action(
             env=config.env,
             clock=clock,
         )
-    assert isinstance(config, HttpActionConfig)  # noqa: S101 (exhaustive)
+    if not isinstance(config, HttpActionConfig):
+        raise TypeError(f"{config.type} actions are built per target")
     return HttpAction(
         config.name,
         config.url,
@@ -189,14 +198,17 @@ def build_targets(
     *,
     directory: Path,
     engine: SelfHealingEngine,
+    advisor: LLMAdvisor | None = None,
     registry: CircuitBreakerRegistry,
     supervisor: ProcessSupervisor,
     session: HttpSession,
     detection: Callable[[], bool],
+    supervision: Callable[[], bool],
     clock: Clock,
     bus: EventBus,
 ) -> dict[str, Target]:
-    """Every configured target, plus one per process nobody watches."""
+    """Every configured target, plus one per process nobody watches (these
+    only run while *supervision*, the process-monitoring flag, is on)."""
     actions = {
         a.name: build_action(
             a,
@@ -206,8 +218,27 @@ def build_targets(
             clock=clock,
         )
         for a in config.actions
+        if not isinstance(a, LlmActionConfig)
+    }
+    asks = {
+        a.name: a for a in config.actions if isinstance(a, LlmActionConfig)
     }
     targets: dict[str, Target] = {}
+
+    def rung(target: str, name: str) -> RemediationAction:
+        ask = asks.get(name)
+        if ask is None:
+            return actions[name]
+        # One per target: the advisor must see this target's evidence.
+        return LLMAction(
+            ask.name,
+            advisor,
+            [actions[allowed] for allowed in ask.allowed],
+            lambda: evidence_of(targets[target], supervisor),
+            timeout=ask.timeout,
+            clock=clock,
+        )
+
     for spec in config.targets:
         check = spec.check
         targets[spec.name] = Target(
@@ -219,7 +250,7 @@ def build_targets(
                 supervisor=supervisor,
                 clock=clock,
             ),
-            [actions[name] for name in spec.actions],
+            [rung(spec.name, name) for name in spec.actions],
             engine=engine,
             breaker=_target_breaker(registry, spec.name, spec.breaker),
             interval=check.interval,
@@ -254,7 +285,7 @@ def build_targets(
             breaker=_target_breaker(registry, name, None),
             interval=IMPLICIT_INTERVAL,
             failure_threshold=1,
-            detection=detection,
+            detection=lambda: detection() and supervision(),
             clock=clock,
             bus=bus,
         )
@@ -283,6 +314,59 @@ def targets_by_process(
         for process in sorted(processes):
             found.setdefault(process, []).append(target)
     return found
+
+
+def evidence_of(target: Target, supervisor: ProcessSupervisor) -> Evidence:
+    """What the LLM advisor is shown about *target* (raw: it is fenced and
+    redacted when rendered)."""
+    checks = [
+        f"{utc_iso(r.at)} {'ok' if r.ok else 'FAIL'} "
+        f"{r.latency * 1000:.1f}ms {r.detail}"
+        for r in target.recent
+    ]
+    actions = [
+        f"{utc_iso(a.at)} {a.action} {'ok' if a.ok else 'failed'}: {a.detail}"
+        for a in target.actions
+    ]
+    processes = [
+        action.process
+        for action in target.ladder
+        if isinstance(action, RestartProcessAction)
+    ]
+    if not processes and target.name in supervisor:
+        processes = [supervisor.get(target.name)]
+    stats: dict[str, object] = {}
+    lines: list[str] = []
+    if processes:
+        process = processes[0]
+        lines = process.tail(50)
+        stats = {**process.snapshot().to_dict(), **process_stats(process.pid)}
+    return Evidence(
+        target=target.name,
+        health=f"{target.health} ({target.detail or 'no detail'})",
+        checks=checks,
+        log_lines=lines,
+        process=stats,
+        actions=actions,
+    )
+
+
+def process_stats(pid: int | None) -> dict[str, object]:
+    """RSS, CPU, descriptors, threads and children of a process tree."""
+    if pid is None:
+        return {}
+    try:
+        process = psutil.Process(pid)
+        with process.oneshot():
+            return {
+                "rssBytes": process.memory_info().rss,
+                "cpuPercent": process.cpu_percent(interval=None),
+                "openFds": process.num_fds(),
+                "threads": process.num_threads(),
+                "children": len(process.children(recursive=True)),
+            }
+    except (psutil.Error, OSError):
+        return {}
 
 
 def _target_breaker(

@@ -376,7 +376,11 @@ async def events(
     limit: Annotated[int, Query(ge=1, le=MAX_QUERY_LIMIT)] = 100,
     since: Annotated[
         int | None,
-        Query(ge=0, description="Events after this id (page forward)."),
+        Query(
+            ge=0,
+            le=2**63 - 1,
+            description="Events after this id (page forward).",
+        ),
     ] = None,
     since_time: Annotated[
         str | None,
@@ -503,3 +507,23 @@ async def heal_now(
 async def processes(runtime: RuntimeDep) -> JSON:
     """Supervised processes: pid, state, restarts, uptime, last exit code."""
     return JSON([p.to_dict() for p in runtime.supervisor.snapshot()])
+
+
+@router.get("/api/llm/keys", tags=["llm"], response_class=JSON)
+async def llm_keys(runtime: RuntimeDep) -> JSON:
+    """The API key pool (masked ids): the status's llm.keyManagement."""
+    return JSON(runtime.keys.snapshot().to_dict())
+
+
+@router.post("/api/llm/keys/{key_id}/reset", tags=["llm"], response_class=JSON)
+async def reset_llm_key(
+    runtime: RuntimeDep,
+    key_id: NameParam,
+    actor: Actor,
+    body: OptionalReasonBody | None = None,
+) -> JSON:
+    """Return a failed or rate-limited key to active (after replacing it,
+    or once the Anthropic console shows it valid again). The id is the
+    masked form shown in the status, e.g. sk-ant-...a1b2."""
+    key = runtime.keys.reset(key_id, actor=actor, reason=_reason(body))
+    return JSON({"key": key.to_dict(), **runtime.keys.snapshot().to_dict()})

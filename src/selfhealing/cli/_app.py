@@ -16,6 +16,7 @@ from selfhealing.cli._control import (
 )
 from selfhealing.cli._demo import demo
 from selfhealing.cli._events import events
+from selfhealing.cli._llm import llm_app
 from selfhealing.cli._run import run
 from selfhealing.cli._status import status, watch
 
@@ -74,6 +75,7 @@ app.add_typer(breakers_app, name="breakers")
 app.add_typer(tasks_app, name="tasks")
 app.add_typer(flags_app, name="flags")
 app.command("events")(events)
+app.add_typer(llm_app, name="llm")
 
 
 def main() -> None:
