@@ -41,6 +41,7 @@ from typing import Self, TypeVar, cast
 
 import psutil  # type: ignore[import-untyped]
 
+from selfhealing.childenv import child_environment
 from selfhealing.clock import Clock, seconds, system_clock, utc_iso
 from selfhealing.exceptions import ActionError, ConfigError, UnknownNameError
 from selfhealing.proclog import LogStream, ProcessLog
@@ -378,7 +379,7 @@ class ManagedProcess:
         )
         self._run = run
         self._state = ProcessState.STARTING
-        env = {**os.environ, **self.env} if self.env else None
+        env = child_environment(self.env)
         try:
             await loop.subprocess_exec(
                 lambda: _ChildProtocol(run, self._exited),

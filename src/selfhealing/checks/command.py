@@ -3,7 +3,8 @@
 Like a Kubernetes exec probe, or a Nagios plugin. The program runs without
 a shell in a session of its own, so a probe that overruns its deadline
 kills the whole process group (helpers it started included) and reaps it.
-Output goes to a pipe this module owns: only its last 2 KiB are kept, and
+Output goes to a pipe this module owns and reads through ``add_reader``:
+only its last 2 KiB are kept, and
 a helper that inherits the pipe and outlives the program never holds up
 the verdict.
 """
@@ -19,10 +20,10 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import BinaryIO
 
 from selfhealing.checks._probe import check_timeout, run_probe
 from selfhealing.checks._result import CheckResult
+from selfhealing.childenv import child_environment
 from selfhealing.clock import Clock, system_clock
 from selfhealing.exceptions import ConfigError
 
@@ -93,32 +94,26 @@ class CommandCheck:
 
     async def _probe(self) -> tuple[bool, str]:
         try:
-            process, pipe = await self._spawn()
+            process, read_fd = await self._spawn()
         except FileNotFoundError as exc:
             return False, self._not_found(exc)
-        tail = _Tail()
-        transport: asyncio.ReadTransport | None = None
+        tail = _Tail(asyncio.get_running_loop(), read_fd)
         try:
-            loop = asyncio.get_running_loop()
-            transport, _ = await loop.connect_read_pipe(lambda: tail, pipe)
             code = await process.wait()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(_DRAIN_GRACE):
                     await tail.closed.wait()
         finally:
             # Runs on the deadline and on cancellation alike.
-            if transport is None:
-                pipe.close()
-            else:
-                transport.close()
+            tail.close()
             if process.returncode is None:
                 await _kill_group(process)
         return self._verdict(code, tail.text())
 
-    async def _spawn(self) -> tuple[asyncio.subprocess.Process, BinaryIO]:
-        env = None if self.env is None else {**os.environ, **self.env}
+    async def _spawn(self) -> tuple[asyncio.subprocess.Process, int]:
+        env = child_environment(self.env)
         read_fd, write_fd = os.pipe()
-        pipe = os.fdopen(read_fd, "rb", buffering=0)
+        os.set_blocking(read_fd, False)
         try:
             process = await asyncio.create_subprocess_exec(
                 *self.argv,
@@ -130,12 +125,12 @@ class CommandCheck:
                 start_new_session=True,
             )
         except BaseException:
-            pipe.close()
+            os.close(read_fd)
             raise
         finally:
             # The child holds its own copy; ours would keep EOF away.
             os.close(write_fd)
-        return process, pipe
+        return process, read_fd
 
     def _verdict(self, code: int, output: str) -> tuple[bool, str]:
         if code == self.expected_exit_code:
@@ -164,21 +159,46 @@ class CommandCheck:
         return f"CommandCheck({self.argv!r})"
 
 
-class _Tail(asyncio.Protocol):
-    """Keeps the last OUTPUT_TAIL_BYTES of a pipe; flags its closing."""
+class _Tail:
+    """Reads a pipe into its last OUTPUT_TAIL_BYTES; flags end of file.
 
-    def __init__(self) -> None:
+    A raw descriptor watched with ``add_reader``, which this class alone
+    closes, once: uvloop's ``connect_read_pipe`` closes a pipe's descriptor
+    twice (MagicStack/uvloop#763), and the second close can hit a file
+    another thread has just opened under the same number.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, fd: int) -> None:
+        self._loop = loop
+        self._fd: int | None = fd
         self._data = bytearray()
         self.closed = asyncio.Event()
+        loop.add_reader(fd, self._readable)
 
-    def data_received(self, data: bytes) -> None:
-        self._data += data
-        # Trim lazily so a chatty program costs one copy per 2 KiB, not
-        # one per read.
-        if len(self._data) > 2 * OUTPUT_TAIL_BYTES:
-            del self._data[:-OUTPUT_TAIL_BYTES]
+    def _readable(self) -> None:
+        fd = self._fd
+        if fd is None:
+            return
+        while True:
+            try:
+                chunk = os.read(fd, 65536)
+            except BlockingIOError:
+                return
+            except OSError:
+                chunk = b""
+            if not chunk:
+                self.close()
+                return
+            self._data += chunk
+            # Trim lazily: one copy per 2 KiB of output, not one per read.
+            if len(self._data) > 2 * OUTPUT_TAIL_BYTES:
+                del self._data[:-OUTPUT_TAIL_BYTES]
 
-    def connection_lost(self, _exc: Exception | None) -> None:
+    def close(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            self._loop.remove_reader(fd)
+            os.close(fd)
         self.closed.set()
 
     def text(self) -> str:
