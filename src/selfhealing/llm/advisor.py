@@ -12,7 +12,9 @@ escalation: the advisor never blocks healing.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
+import sys
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -48,6 +50,10 @@ _KEY_FAILED = frozenset({401, 402, 403})
 _RATE_LIMITED = 429
 _OUR_MISTAKE = frozenset({400, 404, 413, 422})
 _MAX_AUDITED_ANSWER = 4000
+_SDK = "anthropic"
+_SDK_MISSING = (
+    "the anthropic SDK is not installed: pip install 'selfhealing[llm]'"
+)
 
 
 class AdviceSource(StrEnum):
@@ -125,7 +131,28 @@ class LLMAdvisor:
         self._clock = clock
         self._bus = bus
         self._client_factory = client_factory or self._sdk_client
+        self._uses_sdk = client_factory is None
         self._clients: dict[str, Any] = {}
+
+    async def prepare(self) -> None:
+        """Import the SDK now, in a worker thread: it takes seconds.
+
+        The daemon calls this as it starts, before any probe runs, so the
+        first advice neither waits for the import nor freezes the loop.
+        Without a key no advice is ever sent, so nothing is imported.
+        """
+        if not self._uses_sdk or not len(self.pool) or _sdk_loaded():
+            return
+        try:
+            await asyncio.to_thread(_import_sdk)
+        except ImportError:
+            _log.warning("%s; the llm rungs will escalate", _SDK_MISSING)
+        except Exception as exc:  # never a reason not to start
+            _log.warning(
+                "could not load the anthropic SDK (%s): the first advice "
+                "tries again",
+                type(exc).__name__,
+            )
 
     def _sdk_client(self, secret: str) -> Any:
         try:
@@ -181,10 +208,7 @@ class LLMAdvisor:
             try:
                 message = await self._request(lease, prompt, allowed)
             except _SDKMissingError:
-                return _unavailable(
-                    "the anthropic SDK is not installed: "
-                    "pip install 'selfhealing[llm]'"
-                )
+                return _unavailable(_SDK_MISSING)
             except Exception as exc:
                 last, retry = self._failed(lease, exc, outcome)
                 if not retry:
@@ -200,6 +224,13 @@ class LLMAdvisor:
     ) -> Any:
         client = self._clients.get(lease.id)
         if client is None:
+            if self._uses_sdk and not _sdk_loaded():
+                # Importing the SDK takes seconds: never on the event loop,
+                # where it would freeze every probe and the API.
+                try:
+                    await asyncio.to_thread(_import_sdk)
+                except ImportError as exc:
+                    raise _SDKMissingError from exc
             client = self._clients[lease.id] = self._client_factory(
                 lease.secret
             )
@@ -344,6 +375,14 @@ class _Outcome:
 
 class _SDKMissingError(Exception):
     """The optional anthropic SDK is not installed."""
+
+
+def _sdk_loaded() -> bool:
+    return _SDK in sys.modules
+
+
+def _import_sdk() -> None:
+    importlib.import_module(_SDK)
 
 
 def _settle(permit: Permit, outcome: _Outcome) -> None:

@@ -99,9 +99,16 @@ def parse_answer(message: object, allowed: Sequence[AllowedAction]) -> Verdict:
     stop = data.get("stop_reason")
     if stop != "tool_use":
         raise InvalidAnswerError(f"stop_reason is {stop!r}, not 'tool_use'")
+    content = data.get("content")
+    if not isinstance(content, list | tuple):
+        # A broken proxy's JSON may hold anything: refuse it here, never
+        # with a TypeError that would escape the advisor.
+        raise InvalidAnswerError(
+            f"content is {type(content).__name__}, not a list of blocks"
+        )
     blocks = [
         b
-        for b in data.get("content") or []
+        for b in content
         if isinstance(b, Mapping) and b.get("type") == "tool_use"
     ]
     if len(blocks) != 1:
