@@ -25,6 +25,7 @@ import sqlite3
 import threading
 
 from collections import deque
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
@@ -99,6 +100,7 @@ class SQLiteAuditStore:
         batch_max: int = 500,
         max_pending: int = 100_000,
         busy_timeout: float | timedelta = 5.0,
+        on_commit: Callable[[int, float], object] | None = None,
     ) -> None:
         self.path = Path(path)
         self.retention = _positive(retention, "retention")
@@ -111,6 +113,8 @@ class SQLiteAuditStore:
                 where="busy_timeout",
             )
         self._clock = clock
+        # Called on the writer thread as on_commit(events, seconds).
+        self._on_commit = on_commit
         self._lock = threading.Lock()
         # Both conditions share the lock that guards the queue.
         self._work = threading.Condition(self._lock)
@@ -396,6 +400,7 @@ class SQLiteAuditStore:
                     )
                 if not batch:
                     break
+                started = self._clock.monotonic()
                 try:
                     conn = self._write(conn, batch)
                 except sqlite3.Error as exc:
@@ -407,6 +412,8 @@ class SQLiteAuditStore:
                     delay = min(delay * 2, _RETRY_MAX)
                 else:
                     delay = _RETRY_MIN
+                    # Reported first, so whoever flush() wakes sees it.
+                    self._report(len(batch), started)
                     self._committed(batch)
         except Exception:
             _log.exception("audit writer thread crashed")
@@ -463,13 +470,23 @@ class SQLiteAuditStore:
                     caught_up, self._outage = self._outage, None
             if not self._pending:
                 self._drop_warned = False
+            if caught_up is not None:
+                # Said before flush() waiters wake, so they see it logged.
+                _log.warning(
+                    "audit store recovered, %d events caught up",
+                    caught_up,
+                    extra={"facts": {"path": str(self.path)}},
+                )
             self._progress.notify_all()
-        if caught_up is not None:
-            _log.warning(
-                "audit store recovered, %d events caught up",
-                caught_up,
-                extra={"facts": {"path": str(self.path)}},
-            )
+
+    def _report(self, events: int, started: float) -> None:
+        if self._on_commit is None:
+            return
+        try:
+            self._on_commit(events, self._clock.monotonic() - started)
+        except Exception:
+            # An observer (metrics) must never stop the writer thread.
+            _log.exception("audit store on_commit hook failed")
 
     def _failed(self, exc: sqlite3.Error) -> None:
         with self._lock:
