@@ -154,7 +154,7 @@ class TestStatus:
             "consecutive failures 0/10, backoff 5s",
             "attempts 0: 0 succeeded, 0 failed",
             "self-healing-main",
-            "0 total, 0 active",
+            "1 tasks (1 the daemon's own), 1 active: normal",
             "FEATURE_AUTO_HEALING_ENABLED",
             "Issues     none",
         ):
@@ -166,7 +166,9 @@ class TestStatus:
         result = selfheal(live.url, "status")
         assert 1 == result.exit_code
         assert "WARNING" in result.stdout
-        assert "11 total, 11 active: OVERLOAD" in result.stdout
+        assert "12 tasks (1 the daemon's own), 12 active: OVERLOAD" in (
+            result.stdout
+        )
         assert "WARNING: 11 background tasks registered" in result.stdout
 
     def test_critical_when_dormant(self, live: LiveDaemon) -> None:
@@ -380,7 +382,11 @@ class TestTasks:
         add_tasks(live, count)
         result = selfheal(live.url, "tasks")
         assert 0 == result.exit_code
-        assert f"{count} tasks, {count} active: {reading}" in result.stdout
+        total = count + 1  # and the daemon's resource sampler
+        assert (
+            f"{total} tasks (1 the daemon's own), {total} active: {reading}"
+            in result.stdout
+        )
         assert "job-0" in result.stdout
 
     def test_duplicates_are_flagged(
@@ -402,7 +408,7 @@ class TestTasks:
         """--json prints the daemon's task snapshot."""
         add_tasks(live, 2)
         result = selfheal(live.url, "tasks", "list", "--json")
-        assert ["job-0", "job-1"] == [
+        assert ["resources.sample", "job-0", "job-1"] == [
             t["id"] for t in json.loads(result.stdout)["tasks"]
         ]
 
@@ -413,24 +419,24 @@ class TestTasks:
             live.url, "tasks", "pause-all", "--reason", "maintenance"
         )
         assert 0 == paused.exit_code
-        assert "paused 3 tasks (now 3 tasks, 0 active)" in paused.stdout
+        assert "paused 4 tasks (now 4 tasks, 0 active)" in paused.stdout
         resumed = selfheal(live.url, "tasks", "resume-all")
-        assert "resumed 3 tasks (now 3 tasks, 3 active)" in resumed.stdout
+        assert "resumed 4 tasks (now 4 tasks, 4 active)" in resumed.stdout
 
     def test_pause_and_resume_one(self, live: LiveDaemon) -> None:
         """One task pauses and resumes by id."""
         add_tasks(live, 2)
         selfheal(live.url, "tasks", "pause", "job-1", "--reason", "deploy")
-        assert 1 == live.runtime.tasks.snapshot().active_tasks
+        assert 2 == live.runtime.tasks.snapshot().active_tasks
         result = selfheal(live.url, "tasks", "resume", "job-1")
-        assert "resumed task job-1 (now 2 tasks, 2 active)" in result.stdout
+        assert "resumed task job-1 (now 3 tasks, 3 active)" in result.stdout
 
     def test_cleanup(self, live: LiveDaemon) -> None:
         """cleanup unregisters everything and says to restart."""
         add_tasks(live, 4)
         result = selfheal(live.url, "tasks", "cleanup", "--reason", "x")
         assert 0 == result.exit_code
-        assert "cleaned up 4 tasks; restart the daemon" in result.stdout
+        assert "cleaned up 5 tasks; restart the daemon" in result.stdout
         assert 0 == len(live.runtime.tasks)
 
     def test_rm(self, live: LiveDaemon) -> None:
@@ -530,7 +536,7 @@ class TestEvents:
         """--json prints one event object per line."""
         go_dormant(live)
         events_of(live)
-        result = selfheal(live.url, "events", "--json")
+        result = selfheal(live.url, "events", "--json", "--kind", "engine.*")
         kinds = [json.loads(x)["kind"] for x in result.stdout.splitlines()]
         assert ["engine.dormant_entered"] == kinds
 
@@ -548,7 +554,14 @@ class TestEvents:
         """--since with an ISO time lists events from then on."""
         go_dormant(live)
         events_of(live)
-        old = selfheal(live.url, "events", "--since", "2000-01-01T00:00:00Z")
+        old = selfheal(
+            live.url,
+            "events",
+            "--since",
+            "2000-01-01T00:00:00Z",
+            "--kind",
+            "engine.",
+        )
         new = selfheal(live.url, "events", "--since", "2999-01-01T00:00:00Z")
         assert 1 == len(old.stdout.splitlines())
         assert (0, "") == (new.exit_code, new.stdout)
@@ -570,7 +583,11 @@ class TestEvents:
         monkeypatch.setattr(_client, "sleep", meanwhile)
         result = selfheal(live.url, "events", "--follow", "--max-polls", "2")
         assert 0 == result.exit_code
-        kinds = [line.split()[2] for line in result.stdout.splitlines()]
+        kinds = [
+            kind
+            for line in result.stdout.splitlines()
+            if (kind := line.split()[2]) != "task.registered"
+        ]
         assert [
             "engine.dormant_entered",
             "breaker.reset",
@@ -592,6 +609,15 @@ class TestEvents:
     def test_unreachable(self) -> None:
         """No daemon: exit 3."""
         assert 3 == selfheal(closed_url(), "events").exit_code
+
+
+def headline(result: Result) -> str:
+    """The first line of `watch`'s summary."""
+    return next(
+        line
+        for line in result.stdout.splitlines()
+        if line.startswith(("watch ended:", "watch stopped early:"))
+    )
 
 
 class TestWatch:
@@ -625,7 +651,7 @@ class TestWatch:
         assert (
             "watch ended: 6 samples (0 unreachable), worst status warning, "
             "consecutiveFailures 0 -> 5"
-        ) == lines[-1]
+        ) == headline(result)
         assert 5 == len(asked)
         assert all(0 < s <= 60 for s in asked)
 
@@ -636,9 +662,12 @@ class TestWatch:
         )
         assert 0 == result.exit_code
         lines = result.stdout.splitlines()
-        assert 5 == len(lines)
+        assert lines[0].startswith("watching ")
+        assert 3 * [" status=healthy consecutiveFailures=0"] == [
+            line[8:] for line in lines[1:4]
+        ]
+        assert headline(result) == lines[4]
         assert "rising" not in result.stdout
-        assert lines[1].endswith(" status=healthy consecutiveFailures=0")
         assert 2 == len(sleeps)
 
     def test_critical_and_dormant(
@@ -670,7 +699,7 @@ class TestWatch:
         assert (
             "watch stopped early: 1 sample (0 unreachable), worst status "
             "healthy, consecutiveFailures 0 -> 0"
-        ) == result.stdout.splitlines()[-1]
+        ) == headline(result)
 
     def test_unreachable_throughout(self, sleeps: list[float]) -> None:
         """Never reachable: each sample says so, exit 3."""
@@ -726,7 +755,7 @@ class TestAuth:
             ["tasks", "--url", guarded.url, "--token", TOKEN, "pause-all"],
         )
         assert 0 == result.exit_code
-        assert "paused 1 tasks" in result.stdout
+        assert "paused 2 tasks" in result.stdout
         assert TOKEN not in result.output
 
     def test_wrong_token(self, guarded: LiveDaemon) -> None:

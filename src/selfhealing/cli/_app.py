@@ -18,7 +18,8 @@ from selfhealing.cli._demo import demo
 from selfhealing.cli._events import events
 from selfhealing.cli._llm import llm_app
 from selfhealing.cli._run import run
-from selfhealing.cli._status import status, watch
+from selfhealing.cli._status import status
+from selfhealing.cli._watch import watch
 
 
 __all__ = ["app", "main"]

@@ -32,6 +32,7 @@ from selfhealing.cli._status import (
     human_ms,
     table,
     task_load,
+    task_summary,
 )
 from selfhealing.exceptions import FlagValueError
 from selfhealing.flags import parse_bool
@@ -231,12 +232,11 @@ def _print_tasks(snapshot: dict[str, Any]) -> None:
             (*columns, "Last run", "Last error"),
             rows,
         )
-    total = snapshot.get("totalTasks", len(tasks))
-    load = task_load(total)
+    load = task_load(snapshot)
     style = "bold red" if load.startswith("OVERLOAD") else ""
     console.print(
         Text(
-            f"{total} tasks, {snapshot.get('activeTasks')} active: {load}",
+            task_summary(snapshot),
             style=style or ("yellow" if load.startswith("caution") else ""),
         )
     )
