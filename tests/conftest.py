@@ -19,7 +19,13 @@ from selfhealing.api import create_app
 from selfhealing.config import Config, parse_config
 from selfhealing.runtime import Runtime
 from selfhealing.testing import FakeClock
-from support import DaemonProcess, LiveDaemon, free_port, wait_healthy
+from support import (
+    DaemonProcess,
+    LiveDaemon,
+    free_port,
+    kill_leftovers,
+    wait_healthy,
+)
 
 
 T = TypeVar("T")
@@ -69,6 +75,9 @@ def _start_live(tmp_path: Path) -> Iterator[Callable[..., LiveDaemon]]:
             time.sleep(0.01)
 
         def stop() -> None:
+            if not loop.is_closed():  # idempotent: a test may stop it first
+                # Open event streams end on this; uvicorn waits for them.
+                loop.call_soon_threadsafe(runtime.stopping.set)
             server.should_exit = True
             thread.join(15)
             loop.close()
@@ -76,7 +85,7 @@ def _start_live(tmp_path: Path) -> Iterator[Callable[..., LiveDaemon]]:
 
         stops.append(stop)
         port = sock.getsockname()[1]
-        return LiveDaemon(f"http://127.0.0.1:{port}", runtime, loop)
+        return LiveDaemon(f"http://127.0.0.1:{port}", runtime, loop, stop)
 
     yield start
     for stop in reversed(stops):
@@ -134,5 +143,11 @@ def _spawn_daemon(tmp_path: Path) -> Iterator[Callable[..., DaemonProcess]]:
     yield spawn
     for daemon in started:
         if daemon.process.poll() is None:
-            daemon.process.kill()
+            # SIGTERM: the daemon stops its supervised processes itself.
+            daemon.process.terminate()
+            try:
+                daemon.process.communicate(timeout=15)
+            except subprocess.TimeoutExpired:
+                daemon.process.kill()
         daemon.process.communicate(timeout=10)  # reaps, closes the pipe
+    kill_leftovers(tmp_path)

@@ -35,6 +35,7 @@ class LiveDaemon:
     url: str
     runtime: Runtime
     loop: asyncio.AbstractEventLoop
+    stop: Callable[[], None] = lambda: None  # what the fixture's teardown does
 
     def on_loop(self, fn: Callable[[], T]) -> T:
         """Run *fn* on the daemon's event loop thread and return its result."""
@@ -88,3 +89,21 @@ def wait_healthy(url: str, process: subprocess.Popen[str]) -> None:
             pass
         time.sleep(0.05)
     raise RuntimeError("daemon did not become healthy")
+
+
+def kill_leftovers(directory: Path) -> list[int]:
+    """Kill any process still running in *directory* (a test's tmp_path):
+    a test that killed its daemon with -9 must not leave children behind."""
+    import psutil  # noqa: PLC0415 (untyped; only tests need it here)
+
+    killed = []
+    root = str(directory)
+    for process in psutil.process_iter(["pid", "cwd"]):
+        cwd = process.info.get("cwd") or ""
+        if cwd == root or cwd.startswith(root + "/"):
+            try:
+                process.kill()
+                killed.append(process.pid)
+            except psutil.Error:
+                pass
+    return killed

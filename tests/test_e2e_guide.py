@@ -91,7 +91,8 @@ class TestStatusLines:
         assert {"status": "healthy", "selfHealing": False, "issues": []} == (
             json.loads(outputs[STATUS_LINES[18]])
         )
-        assert "1" == outputs[STATUS_LINES[19]]  # the disk check's task
+        # The disk check's probe and the resource sampler.
+        assert "2" == outputs[STATUS_LINES[19]]
         assert "0" == outputs[STATUS_LINES[20]]
         whole = json.loads(outputs[STATUS_LINES[0]])
         assert {

@@ -175,8 +175,14 @@ class TestSupervisedHealing:
         self, spawn_daemon: Callable[..., DaemonProcess], tmp_path: Path
     ) -> None:
         """An endpoint that stops answering times out, is restarted, heals."""
-        write_scenes(tmp_path, {"at": 1.5, "kind": "hang"})
+        write_scenes(tmp_path)
         daemon = spawn_daemon(web_config(free_port()))
+        wait_for(
+            lambda: status(daemon)["targets"][0]["health"] == "healthy",
+            what="web healthy",
+        )
+        # The running copy hangs from now on; a restarted copy does not.
+        write_scenes(tmp_path, {"at": 0, "kind": "hang"})
         wait_for(
             lambda: status(daemon)["selfHealing"]["successfulHealings"] == 1,
             what="healing of the hang",
@@ -339,7 +345,7 @@ class TestCrashSafety:
     ) -> None:
         """kill -9 of the daemon mid-healing: every event it reported as
         recorded survives, the database is intact, no orphan remains."""
-        write_scenes(tmp_path, {"at": 0.5, "kind": "sticky"})
+        write_scenes(tmp_path, {"at": 0, "kind": "sticky"})
         port = free_port()
         config = web_config(port).replace(
             'actions = ["restart-web"]',

@@ -49,8 +49,11 @@ __all__ = [
     "LlmKeyConfig",
     "LoggingConfig",
     "MemoryCheckConfig",
+    "NotificationsConfig",
+    "PreventiveConfig",
     "ProcessCheckConfig",
     "ProcessConfig",
+    "ResourcesConfig",
     "RestartProcessActionConfig",
     "ServerConfig",
     "StateConfig",
@@ -354,8 +357,65 @@ class LlmConfig(_Section):
     keys: list[LlmKeyConfig] = Field(default_factory=list)
 
 
+def _check_notify_url(value: str) -> str:
+    # apprise loads only when some URL is configured.
+    from selfhealing.notify import check_url  # noqa: PLC0415
+
+    return check_url(value)
+
+
+class NotificationsConfig(_Section):
+    """``[notifications]``: apprise URLs told about critical transitions."""
+
+    # URLs hold tokens: a validation error must not echo them.
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, hide_input_in_errors=True
+    )
+
+    urls: list[Annotated[str, AfterValidator(_check_notify_url)]] = Field(
+        default_factory=list
+    )
+    targets: bool = True  # also a target going unhealthy and recovering
+    min_interval: Duration = 60.0  # per kind and subject
+    max_per_hour: int = Field(30, ge=1)
+    retry_max: PositiveDuration = 300.0
+
+
+class ResourcesConfig(_Section):
+    interval: PositiveDuration = 5.0  # one sampling pass
+    ring: int = Field(720, ge=10, le=100_000)  # samples kept per series
+    disk_paths: list[str] = Field(default_factory=list)
+
+
+class PreventiveConfig(_Section):
+    name: Name
+    condition: str  # "rss will reach 1GB within 30m", "disk /var used% ..."
+    action: str
+    process: str | None = None  # whose rss/cpu/fds/threads/children
+    cooldown: PositiveDuration = 600.0
+    window: PositiveDuration | None = None  # forecast fit window
+    verify_timeout: PositiveDuration = 30.0
+
+    @model_validator(mode="after")
+    def _parses(self) -> PreventiveConfig:
+        from selfhealing.forecast import parse_condition  # noqa: PLC0415
+
+        try:
+            parse_condition(self.condition)
+        except ValueError as exc:
+            raise ValueError(
+                f"condition: {getattr(exc, 'detail', exc)}"
+            ) from None
+        return self
+
+
 class Config(_Section):
     """The whole file. Every section is optional."""
+
+    # Values may be secrets (URLs, headers): errors show paths, not input.
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, hide_input_in_errors=True
+    )
 
     server: ServerConfig = ServerConfig()
     engine: EngineConfig = EngineConfig()
@@ -367,6 +427,9 @@ class Config(_Section):
     targets: list[TargetConfig] = Field(default_factory=list)
     actions: list[ActionConfig] = Field(default_factory=list)
     llm: LlmConfig = LlmConfig()
+    resources: ResourcesConfig = ResourcesConfig()
+    preventive: list[PreventiveConfig] = Field(default_factory=list)
+    notifications: NotificationsConfig = NotificationsConfig()
 
     @property
     def advisor_configured(self) -> bool:
@@ -389,10 +452,11 @@ class Config(_Section):
     @model_validator(mode="after")
     def _references(self) -> Config:
         errors: list[str] = []
-        for section in ("processes", "targets", "actions"):
+        for section in ("processes", "targets", "actions", "preventive"):
             _unique(getattr(self, section), section, errors)
         errors += _action_references(self)
         errors += _target_references(self)
+        errors += _preventive_references(self)
         if errors:
             raise _ReferenceError(errors)
         return self
@@ -448,6 +512,26 @@ def _target_references(config: Config) -> list[str]:
             errors.append(
                 f"targets[{i}].check.process: unknown process "
                 f"{check.process!r} (known: {_listing(processes)})"
+            )
+    return errors
+
+
+def _preventive_references(config: Config) -> list[str]:
+    errors: list[str] = []
+    processes = {p.name for p in config.processes}
+    actions = {
+        a.name for a in config.actions if not isinstance(a, LlmActionConfig)
+    }
+    for i, rule in enumerate(config.preventive):
+        if rule.action not in actions:
+            errors.append(
+                f"preventive[{i}].action: unknown action {rule.action!r} "
+                f"(known: {_listing(actions)})"
+            )
+        if rule.process is not None and rule.process not in processes:
+            errors.append(
+                f"preventive[{i}].process: unknown process {rule.process!r} "
+                f"(known: {_listing(processes)})"
             )
     return errors
 

@@ -28,6 +28,7 @@ from selfhealing._logging import configure_logging
 from selfhealing.api import create_app
 from selfhealing.config import Config, load_config
 from selfhealing.exceptions import SelfHealingError
+from selfhealing.notify import base_url
 from selfhealing.runtime import Runtime
 
 
@@ -119,6 +120,16 @@ class _Server(uvicorn.Server):
         self.should_exit = True
         _log.info("%s received: shutting down", sig.name)
 
+    on_shutdown: Callable[[], object] | None = None
+
+    async def shutdown(
+        self, sockets: list[socket.socket] | None = None
+    ) -> None:
+        # First, so open event streams end: uvicorn waits for them.
+        if self.on_shutdown is not None:
+            self.on_shutdown()
+        await super().shutdown(sockets)
+
 
 async def _serve(
     runtime: Runtime, sock: socket.socket, *, access_log: bool
@@ -134,6 +145,9 @@ async def _serve(
             server_header=False,
         )
     )
+    server.on_shutdown = runtime.stopping.set
+    if runtime.notifier is not None:  # --port may differ from the config
+        runtime.notifier.address = base_url(*sock.getsockname()[:2])
     try:
         await runtime.start()
     except SelfHealingError as exc:

@@ -36,6 +36,7 @@ class EventKind(StrEnum):
     LLM_ADVICE = "llm.advice"
     LLM_ESCALATED = "llm.escalated"
     KEY_STATE = "llm.key_state"
+    PREVENTIVE_TRIGGERED = "preventive.triggered"
     DORMANT_ENTERED = "engine.dormant_entered"
     DORMANT_EXITED = "engine.dormant_exited"
     BREAKER_TRANSITION = "breaker.transition"

@@ -13,11 +13,12 @@ import logging
 import os
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from selfhealing.backoff import Backoff
+from selfhealing.breaker import CircuitBreaker
 from selfhealing.checks import HttpSession
 from selfhealing.clock import Clock, system_clock
 from selfhealing.config import Config
@@ -26,9 +27,14 @@ from selfhealing.envfiles import EnvSettings
 from selfhealing.events import Event, EventBus, EventKind
 from selfhealing.exceptions import ConfigError
 from selfhealing.flags import FeatureFlags
+from selfhealing.forecast import ForecastRule, PreventiveRule
 from selfhealing.llm.advisor import LLMAdvisor
 from selfhealing.llm.keypool import KeyPool, KeyState
+from selfhealing.metrics import Metrics
+from selfhealing.notify import Notifier, notifications_status
+from selfhealing.preventive import PREVENTIVE_TASK, PreventiveHealer
 from selfhealing.registry import CircuitBreakerRegistry
+from selfhealing.resources import ResourceMonitor
 from selfhealing.status import (
     Finding,
     Health,
@@ -41,7 +47,12 @@ from selfhealing.store.sqlite import SQLiteAuditStore
 from selfhealing.supervisor import ManagedProcess, ProcessSupervisor
 from selfhealing.targets import Target, TargetSnapshot
 from selfhealing.tasks import BackgroundTaskManager
-from selfhealing.wiring import build_process, build_targets, targets_by_process
+from selfhealing.wiring import (
+    build_action,
+    build_process,
+    build_targets,
+    targets_by_process,
+)
 
 
 __all__ = ["Core", "Runtime"]
@@ -120,17 +131,23 @@ class Runtime:
         self.engine = core.engine
         self.tasks = core.tasks
         self.engine.main_breaker  # noqa: B018 (listed in status from the start)
+        # First: it reads the other parts only when scraped, and the audit
+        # store and targets below take its hooks.
+        self.metrics = Metrics(self)
         self.audit: AuditStore = (
             SQLiteAuditStore(
                 self.state_dir / AUDIT_DB,
                 retention=self.config.state.retention,
                 clock=clock,
+                on_commit=self.metrics.observe_commit,
             )
             if persistent
             else MemoryAuditStore()
         )
         self._unsubscribe_audit: Any = None
         self.started_at: float | None = None
+        # Set (on the loop) when serving ends: live streams close on it.
+        self.stopping = asyncio.Event()
         self.keys = KeyPool.from_settings(
             self.settings,
             [k.model_dump(exclude_none=True) for k in self.config.llm.keys],
@@ -165,8 +182,79 @@ class Runtime:
             supervision=lambda: self.flags.process_monitoring,
             clock=clock,
             bus=self.bus,
+            on_check=self.metrics.observe_check,
         )
         self._crash_targets = targets_by_process(self.config, self.targets)
+        self.resources = ResourceMonitor(
+            clock=clock,
+            interval=self.config.resources.interval,
+            ring=self.config.resources.ring,
+            disk_paths=self.config.resources.disk_paths,
+            processes=lambda: self.supervisor,
+            enabled=lambda: self.flags.process_monitoring,
+        )
+        self.preventive = self._build_preventive()
+        self.notifier: Notifier | None = (
+            Notifier.for_runtime(self)
+            if self.config.notifications.urls
+            else None
+        )
+
+    def _build_preventive(self) -> PreventiveHealer | None:
+        """The ``[[preventive]]`` rules; ConfigError if one cannot work."""
+        specs = self.config.preventive
+        if not specs:
+            return None
+        rules: list[PreventiveRule] = []
+        subjects: dict[str, tuple[str, CircuitBreaker | None]] = {}
+        for i, spec in enumerate(specs):
+            try:
+                rule = PreventiveRule.from_condition(
+                    spec.name,
+                    spec.condition,
+                    action=spec.action,
+                    cooldown=spec.cooldown,
+                    process=spec.process,
+                    max_age=3 * self.resources.interval,
+                )
+                if spec.window is not None and isinstance(
+                    rule.rule, ForecastRule
+                ):
+                    rule.rule = replace(rule.rule, window=spec.window)
+                self.resources.validate(rule)
+            except ConfigError as exc:
+                raise ConfigError(
+                    exc.detail, where=f"preventive[{i}]"
+                ) from None
+            rules.append(rule)
+            watchers = self._crash_targets.get(spec.process or "", [])
+            subjects[rule.name] = (
+                (watchers[0].name, watchers[0].breaker)
+                if watchers
+                else (f"preventive:{rule.name}", None)
+            )
+        actions = {
+            config.name: build_action(
+                config,
+                directory=self.directory,
+                session=self.http,
+                supervisor=self.supervisor,
+                clock=self.clock,
+            )
+            for config in self.config.actions
+            if config.name in {spec.action for spec in specs}
+        }
+        return PreventiveHealer(
+            rules,
+            monitor=self.resources,
+            engine=self.engine,
+            actions=actions,
+            enabled=lambda: self.flags.preventive_healing,
+            subject=lambda rule: subjects[rule.name],
+            verify_timeout=max(spec.verify_timeout for spec in specs),
+            clock=self.clock,
+            bus=self.bus,
+        )
 
     def _build_advisor(self) -> LLMAdvisor | None:
         """The advisor, when some ladder asks it (the SDK loads lazily)."""
@@ -244,6 +332,7 @@ class Runtime:
 
     async def start(self) -> None:
         """Open the audit trail and start every background part."""
+        self.stopping.clear()
         try:
             opener = getattr(self.audit, "open", None)
             if opener is not None:
@@ -255,7 +344,12 @@ class Runtime:
             ) from exc
         self._unsubscribe_audit = self.bus.subscribe(self.audit.record)
         self.started_at = self.clock.time()
+        if self.notifier is not None:  # before anything it reports
+            await self.notifier.start()
         self._note_restart_from_dormant()
+        if self.advisor is not None:
+            # Before any probe or process runs: see LLMAdvisor.prepare.
+            await self.advisor.prepare()
         if len(self.supervisor):
             reaped = await self.supervisor.reap_orphans(self.state_dir)
             if reaped:
@@ -267,6 +361,14 @@ class Runtime:
             await self.supervisor.start_all()
         for target in self.targets.values():
             self._schedule(target)
+        self.resources.register(self.tasks)
+        if self.preventive is not None:
+            self.tasks.register_interval(
+                PREVENTIVE_TASK,
+                self.preventive.evaluate,
+                self.resources.interval,
+                kind="monitor",
+            )
         await self.tasks.start()
         _log.info(
             "started: %d processes, %d targets, %d breakers, %d tasks",
@@ -279,6 +381,8 @@ class Runtime:
     def add_target(self, target: Target) -> None:
         """Watch *target* too (library mode: your own checks and actions,
         e.g. CallableCheck and CallableAction). Replaces one of that name."""
+        if target.on_check is None:
+            target.on_check = self.metrics.observe_check
         self.targets[target.name] = target
         self._schedule(target)
 
@@ -341,10 +445,15 @@ class Runtime:
 
     async def stop(self) -> None:
         """Cancel probes and healings, stop processes, flush the audit."""
+        self.stopping.set()
+        if self.notifier is not None:  # a shutdown is no incident
+            await self.notifier.stop()
         await self.tasks.shutdown()
         # Healings first, so none restarts a process after stop_all().
         for target in self.targets.values():
             await target.aclose()
+        if self.preventive is not None:
+            await self.preventive.aclose()
         await self.supervisor.stop_all()
         await self.http.aclose()
         if self._unsubscribe_audit is not None:
@@ -370,6 +479,17 @@ class Runtime:
                     f"{self.state_dir}; pending events are written once "
                     "it can",
                 )
+            )
+        if self.notifier is not None:
+            findings.extend(self.notifier.findings())
+        findings.extend(
+            Finding(Health.WARNING, f"WARNING: {f.issue}", f.recommendation)
+            for f in self.resources.daemon_health().findings
+        )
+        if self.preventive is not None:
+            findings.extend(
+                Finding(Health.WARNING, f"WARNING: {issue}", advice)
+                for issue, advice in self.preventive.issues()
             )
         return StatusInputs(
             engine=self.engine.snapshot(),
@@ -419,5 +539,14 @@ class Runtime:
                 "processes": [p.to_dict() for p in self.supervisor.snapshot()],
                 "llm": self.llm_status(),
                 "auditTrail": self.audit.health.to_dict(),
+                "notifications": notifications_status(self.notifier),
+                "resources": {
+                    **self.resources.snapshot().to_dict(),
+                    "preventive": (
+                        []
+                        if self.preventive is None
+                        else self.preventive.snapshot()
+                    ),
+                },
             },
         )

@@ -185,11 +185,11 @@ def task_rule(inputs: StatusInputs) -> Iterator[Finding]:
             "Restart the daemon, and register tasks through "
             "background_task_manager.register_interval",
         )
-    # The daemon's own probes (one per configured target) are expected;
-    # the guide's thresholds are about the tasks on top of them.
-    checks = sum(task.kind == "check" for task in tasks.tasks)
-    count = tasks.total_tasks - checks
-    also = f" besides {checks} checks" if checks else ""
+    # The daemon's own tasks (a probe per target, resource samplers) are
+    # expected; the guide's thresholds are about the tasks beyond them.
+    own = sum(task.kind != "task" for task in tasks.tasks)
+    count = tasks.total_tasks - own
+    also = f" besides {own} of the daemon's own" if own else ""
     if count > TASK_OVERLOAD:
         yield _warning(
             f"{count} background tasks registered{also} "

@@ -31,7 +31,7 @@ from selfhealing.engine import AttemptResult, SelfHealingEngine, SkipReason
 from selfhealing.events import Event, EventBus, EventKind
 
 
-__all__ = ["Target", "TargetHealth", "TargetSnapshot"]
+__all__ = ["CheckHook", "Target", "TargetHealth", "TargetSnapshot"]
 
 _log = logging.getLogger("selfhealing.engine.targets")
 
@@ -89,6 +89,11 @@ class TargetSnapshot:
         }
 
 
+CheckHook = Callable[["Target", CheckResult], object]
+"""Called as ``hook(target, result)`` after every recorded check (probes
+and verification), on the event loop thread."""
+
+
 class Target:
     """See the module docstring."""
 
@@ -111,6 +116,7 @@ class Target:
         clock: Clock = system_clock,
         bus: EventBus | None = None,
         recent: int = 20,
+        on_check: CheckHook | None = None,
     ) -> None:
         self.name = name
         self.check = check
@@ -146,6 +152,7 @@ class Target:
         self._last_skip: SkipReason | None = None
         self._last_healing: dict[str, Any] | None = None
         self._healed_at: float | None = None  # monotonic, last verification
+        self.on_check = on_check
 
     # ------------------------------------------------------------- probing
 
@@ -174,6 +181,12 @@ class Target:
             self._successes = 0
             if self._failures >= self.failure_threshold:
                 self._set_health(TargetHealth.UNHEALTHY, result.detail)
+        if self.on_check is not None:
+            try:
+                self.on_check(self, result)
+            except Exception:
+                # An observer (metrics) must never break a probe.
+                _log.exception("target %s: on_check hook failed", self.name)
 
     def mark_unhealthy(self, detail: str) -> None:
         """Unhealthy now, without waiting for probes (a process crashed)."""

@@ -55,7 +55,7 @@ from selfhealing.llm.advisor import LLMAdvisor
 from selfhealing.llm.evidence import Evidence
 from selfhealing.registry import CircuitBreakerRegistry
 from selfhealing.supervisor import ManagedProcess, ProcessSupervisor
-from selfhealing.targets import Target
+from selfhealing.targets import CheckHook, Target
 
 
 __all__ = [
@@ -206,9 +206,11 @@ def build_targets(
     supervision: Callable[[], bool],
     clock: Clock,
     bus: EventBus,
+    on_check: CheckHook | None = None,
 ) -> dict[str, Target]:
     """Every configured target, plus one per process nobody watches (these
-    only run while *supervision*, the process-monitoring flag, is on)."""
+    only run while *supervision*, the process-monitoring flag, is on).
+    *on_check* is each target's hook (the metrics)."""
     actions = {
         a.name: build_action(
             a,
@@ -263,6 +265,7 @@ def build_targets(
             detection=detection,
             clock=clock,
             bus=bus,
+            on_check=on_check,
         )
     watched = targets_by_process(config, targets)
     for process in supervisor:
@@ -288,6 +291,7 @@ def build_targets(
             detection=lambda: detection() and supervision(),
             clock=clock,
             bus=bus,
+            on_check=on_check,
         )
     return targets
 

@@ -8,10 +8,13 @@ from importlib.metadata import version
 
 from fastapi import FastAPI
 
+from selfhealing.api import metrics_route
 from selfhealing.api.bodylimit import BodyLimitMiddleware
 from selfhealing.api.errors import install_error_handlers
 from selfhealing.api.responses import JSON
 from selfhealing.api.routes import build_router
+from selfhealing.api.stream import router as stream_router
+from selfhealing.dashboard import router as dashboard_router
 from selfhealing.runtime import Runtime
 
 
@@ -46,5 +49,8 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware)
     install_error_handlers(app)
     app.include_router(build_router())
+    app.include_router(stream_router)
+    app.include_router(dashboard_router)
+    app.include_router(metrics_route.router)
     app.state.selfheal_runtime = runtime
     return app

@@ -9,6 +9,7 @@ traceback.
 from __future__ import annotations
 
 import logging
+import re
 
 from collections.abc import Mapping
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
+from starlette.routing import compile_path
 
 from selfhealing.api.responses import JSON
 from selfhealing.exceptions import (
@@ -130,13 +131,34 @@ def _starlette_message(exc: StarletteHTTPException) -> str:
 
 
 def _allowed_methods(request: Request) -> str:
-    """Every method any route at this path takes (Starlette names only the
-    first route's, and two routes may share a path with other methods)."""
-    methods: set[str] = set()
-    for route in request.app.router.routes:
-        match, _ = route.matches(request.scope)
-        if match is not Match.NONE:
-            methods.update(getattr(route, "methods", None) or ())
+    """The documented methods of the path's most specific template.
+
+    Starlette names only the first matching route's methods. A literal
+    path (``/api/tasks/pause-all``) wins over a template that also matches
+    it (``/api/tasks/{task_id}``), as the OpenAPI document describes it.
+    """
+    app = request.app
+    table: list[tuple[int, re.Pattern[str], list[str]]] | None = getattr(
+        app.state, "selfheal_allow_table", None
+    )
+    if table is None:
+        table = [
+            (
+                path.count("{"),
+                compile_path(path)[0],
+                sorted(m.upper() for m in operations),
+            )
+            for path, operations in app.openapi().get("paths", {}).items()
+        ]
+        app.state.selfheal_allow_table = table
+    path = request.url.path
+    matches = [
+        (params, ms) for params, pattern, ms in table if pattern.match(path)
+    ]
+    if not matches:
+        return ""
+    fewest = min(params for params, _ in matches)
+    methods = {m for params, ms in matches if params == fewest for m in ms}
     return ", ".join(sorted(methods))
 
 

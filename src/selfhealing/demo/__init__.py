@@ -14,7 +14,11 @@ import time
 
 from pathlib import Path
 
-from selfhealing.demo.service import BROKEN_FOR_GOOD, STICKY_CLEARED
+from selfhealing.demo._files import (
+    BROKEN_FOR_GOOD,
+    SCENES_FILE,
+    STICKY_CLEARED,
+)
 
 
 __all__ = ["CYCLE", "SCENES", "banner", "prepare_demo"]
@@ -55,6 +59,10 @@ name = "web"
 actions = ["restart-web", "clear-cache"]   # the escalation ladder
 verify_timeout = "3s"
 relapse_window = "5s"
+[targets.breaker]   # target:web, like self-healing-main above
+failure_threshold = 5
+recovery_timeout = "10s"
+permanent_after_trips = 10
 [targets.check]
 type = "http"
 url = "http://127.0.0.1:{service_port}/health"
@@ -84,7 +92,7 @@ def _free_port() -> int:
 def prepare_demo(directory: Path, *, port: int, chaos: bool) -> Path:
     """Write the config and the schedule; return the config's path."""
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "scenes.json").write_text(
+    (directory / SCENES_FILE).write_text(
         json.dumps({"epoch": time.time(), "cycle": CYCLE, "scenes": SCENES})
     )
     (directory / STICKY_CLEARED).unlink(missing_ok=True)
@@ -121,7 +129,7 @@ Within the first minute:
 
 _CHAOS = """
 CHAOS: the service is broken for good. Every healing fails, the engine backs
-off, and after 10 failures in a row (about 2 minutes) it goes DORMANT.
+off, and after 10 failures in a row (2-3 minutes) it goes DORMANT.
 Then practise the guide's recovery:
   1. curl -s {url}/api/status | jq '.selfHealing.isDormant'
   2. fix the root cause:   rm {broken}

@@ -3,7 +3,7 @@
     python -m selfhealing.demo.service serve --port 8765 --dir DEMO_DIR
     python -m selfhealing.demo.service clear-cache --dir DEMO_DIR
 
-It answers ``GET /health`` and ``GET /``. The demo writes ``scenes.json``
+It answers ``GET /health`` and ``GET /``. The demo writes ``scenes.json`` (re-read when it changes)
 into DEMO_DIR: a start time, scenes at offsets from it, and a cycle after
 which the schedule repeats. A scene breaks
 the copy of the service that is running when it begins, so a restart (a
@@ -34,11 +34,14 @@ import time
 
 from pathlib import Path
 
+from selfhealing.demo._files import (
+    BROKEN_FOR_GOOD,
+    SCENES_FILE,
+    STICKY_CLEARED,
+)
+
 
 __all__ = ["main"]
-
-BROKEN_FOR_GOOD = "broken-for-good"
-STICKY_CLEARED = "sticky-cleared"
 
 
 def _say(message: str) -> None:
@@ -50,11 +53,27 @@ class Service:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.started = time.time()
-        spec = json.loads((directory / "scenes.json").read_text())
-        self.epoch: float = spec["epoch"]
-        self.cycle: float = spec["cycle"]
-        self.scenes: list[dict[str, float | str]] = spec["scenes"]
+        self.epoch = 0.0
+        self.cycle = 3600.0
+        self.scenes: list[dict[str, float | str]] = []
+        self._read_at = -1.0
         self.mode = "ok"
+        self._reload()
+
+    def _reload(self) -> None:
+        """Read the schedule again when it changed (tests rewrite it)."""
+        path = self.directory / SCENES_FILE
+        try:
+            changed = path.stat().st_mtime
+        except FileNotFoundError:
+            return
+        if changed == self._read_at:
+            return
+        spec = json.loads(path.read_text())
+        self.epoch = spec["epoch"]
+        self.cycle = spec["cycle"]
+        self.scenes = spec["scenes"]
+        self._read_at = changed
 
     def _occurrences(
         self, now: float
@@ -71,6 +90,7 @@ class Service:
 
     def _active(self) -> str:
         """What this copy of the service does right now."""
+        self._reload()
         if (self.directory / BROKEN_FOR_GOOD).exists():
             return "broken"
         now = time.time()
