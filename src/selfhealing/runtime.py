@@ -17,6 +17,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from selfhealing.backoff import Backoff
 from selfhealing.breaker import CircuitBreaker
 from selfhealing.checks import HttpSession
@@ -61,6 +63,7 @@ _log = logging.getLogger("selfhealing.daemon")
 
 DEFAULT_STATE_DIR = ".selfhealing"
 LLM_BREAKER = "llm-anthropic"
+STATUS_TTL = 0.1  # seconds a status document may be served again
 AUDIT_DB = "audit.db"
 
 
@@ -194,6 +197,9 @@ class Runtime:
             enabled=lambda: self.flags.process_monitoring,
         )
         self.preventive = self._build_preventive()
+        self._status_cache: tuple[float, int, bytes] | None = None
+        self._status_generation = 0
+        self.bus.subscribe(self._status_changed)
         self.notifier: Notifier | None = (
             Notifier.for_runtime(self)
             if self.config.notifications.urls
@@ -523,6 +529,31 @@ class Runtime:
             "breaker": None if advisor is None else str(advisor.breaker.state),
             "keyManagement": keys.to_dict(),
         }
+
+    def status_json(self) -> bytes:
+        """The status document as JSON, built at most once per
+        STATUS_TTL unless something happened meanwhile.
+
+        Every state change an operator acts on publishes an event, which
+        drops the cached copy, so an answer is never older than the last
+        event; counters that move without one (latencies, task runs) are
+        at most STATUS_TTL old. Under load this keeps ``/api/status``
+        close to a bare route's throughput.
+        """
+        now = self.clock.monotonic()
+        cached = self._status_cache
+        if (
+            cached is not None
+            and cached[1] == self._status_generation
+            and now - cached[0] < STATUS_TTL
+        ):
+            return cached[2]
+        body = orjson.dumps(self.status(), option=orjson.OPT_NON_STR_KEYS)
+        self._status_cache = (now, self._status_generation, body)
+        return body
+
+    def _status_changed(self, _: Event) -> None:
+        self._status_generation += 1
 
     def status(self) -> dict[str, Any]:
         """The ``GET /api/status`` document."""
