@@ -31,7 +31,10 @@ SCENES: list[dict[str, float | str]] = [
     {"at": 38, "kind": "sticky", "says": "500s a restart does not fix"},
     {"at": 50, "kind": "outage", "seconds": 8, "says": "a dependency is down"},
 ]
-CYCLE = 75.0
+# From the last scene on, the copy lives long enough for its slow leak to
+# show: the forecast rule restarts it before it reaches its threshold.
+LEAK_MB_PER_S = 0.8
+CYCLE = 200.0
 
 CONFIG = """\
 # The demo's config: written by `selfheal demo`, safe to edit and rerun
@@ -80,6 +83,18 @@ name = "clear-cache"
 type = "command"
 command = [{python}, "-m", "selfhealing.demo.service", "clear-cache", "--dir", "."]
 timeout = "10s"
+
+# Preventive healing: the service leaks memory; restart it before it hurts.
+[resources]
+interval = "2s"
+
+[[preventive]]
+name = "web-memory-leak"
+process = "web"
+condition = "rss will reach 150MB within 2m"
+window = "40s"
+action = "restart-web"
+cooldown = "1m"
 """
 
 
@@ -93,7 +108,14 @@ def prepare_demo(directory: Path, *, port: int, chaos: bool) -> Path:
     """Write the config and the schedule; return the config's path."""
     directory.mkdir(parents=True, exist_ok=True)
     (directory / SCENES_FILE).write_text(
-        json.dumps({"epoch": time.time(), "cycle": CYCLE, "scenes": SCENES})
+        json.dumps(
+            {
+                "epoch": time.time(),
+                "cycle": CYCLE,
+                "scenes": SCENES,
+                "leak_mb_per_s": LEAK_MB_PER_S,
+            }
+        )
     )
     (directory / STICKY_CLEARED).unlink(missing_ok=True)
     broken = directory / BROKEN_FOR_GOOD
@@ -123,6 +145,8 @@ selfheal demo: a sample service `web` misbehaves on cue; the daemon heals it.
 _SCHEDULE = """
 Within the first minute:
 {scenes}
+Then web leaks memory; a forecast rule restarts it before it reaches 150 MB
+(about two minutes in: watch `selfheal events --kind healing.*`).
   (the schedule repeats every {cycle}s; `selfheal demo --chaos` breaks it
   for good, to practise dormant mode and the resume procedure)
 """

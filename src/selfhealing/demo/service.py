@@ -16,6 +16,8 @@ new copy) fixes it, except where a scene says otherwise:
   cache is cleared (the second rung of the demo's ladder);
 - ``outage``: answers 500 for a few seconds whatever is done (a dependency
   is down), so the first healing attempt fails and the engine backs off;
+- ``leak_mb_per_s`` in the schedule: every copy keeps that much memory a
+  second (a slow leak that a forecast rule catches before it hurts);
 - ``DEMO_DIR/broken-for-good`` (``selfheal demo --chaos``): answers 500,
   whatever is done, until the file is removed.
 
@@ -56,6 +58,8 @@ class Service:
         self.epoch = 0.0
         self.cycle = 3600.0
         self.scenes: list[dict[str, float | str]] = []
+        self.leak_rate = 0.0  # bytes per second this copy keeps
+        self._leaked: list[bytes] = []
         self._read_at = -1.0
         self.mode = "ok"
         self._reload()
@@ -73,6 +77,7 @@ class Service:
         self.epoch = spec["epoch"]
         self.cycle = spec["cycle"]
         self.scenes = spec["scenes"]
+        self.leak_rate = float(spec.get("leak_mb_per_s", 0)) * 1e6
         self._read_at = changed
 
     def _occurrences(
@@ -113,8 +118,12 @@ class Service:
         return "ok"
 
     async def tick(self) -> None:
-        """Announce mode changes, and crash on cue."""
+        """Announce mode changes, crash on cue, and leak memory slowly."""
+        step = 0.1
         while True:
+            if self.leak_rate:
+                # Written bytes, so the pages really count in the RSS.
+                self._leaked.append(b"x" * int(self.leak_rate * step))
             mode = self._active()
             if mode != self.mode:
                 _say(f"now {mode}")
@@ -122,7 +131,7 @@ class Service:
             if mode == "crash":
                 _say("crashing (exit code 3)")
                 os._exit(3)
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(step)
 
     async def handle(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
