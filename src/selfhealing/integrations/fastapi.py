@@ -20,8 +20,11 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from selfhealing.api import metrics_route
 from selfhealing.api.errors import install_error_handlers
 from selfhealing.api.routes import build_router
+from selfhealing.api.stream import router as stream_router
+from selfhealing.dashboard import router as dashboard_router
 from selfhealing.runtime import Runtime
 
 
@@ -29,11 +32,26 @@ __all__ = ["install"]
 
 
 def install(
-    app: FastAPI, runtime: Runtime | None = None, *, prefix: str = ""
+    app: FastAPI,
+    runtime: Runtime | None = None,
+    *,
+    prefix: str = "",
+    dashboard: bool = False,
 ) -> Runtime:
-    """Add the routes under *prefix* and tie *runtime* to *app*'s lifespan."""
+    """Add the routes under *prefix* and tie *runtime* to *app*'s lifespan.
+
+    The status API, the event stream and ``/metrics`` are always added;
+    the dashboard (at ``/``) only with *dashboard* and no *prefix*, since
+    your app usually owns its root.
+    """
     runtime = runtime if runtime is not None else Runtime.from_defaults()
     app.include_router(build_router(), prefix=prefix)
+    app.include_router(stream_router, prefix=prefix)
+    app.include_router(metrics_route.router, prefix=prefix)
+    if dashboard:
+        if prefix:
+            raise ValueError("the dashboard is served at / only: drop prefix")
+        app.include_router(dashboard_router)
     install_error_handlers(app)
     inner = app.router.lifespan_context
 
