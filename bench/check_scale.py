@@ -1,14 +1,17 @@
 """Check scale: N HTTP targets, each checked every second, on one core.
 
-    python bench/check_scale.py [--quick] [--repeat R] [--what-if-gc]
+    python bench/check_scale.py [--quick] [--repeat R] [--no-untuned]
         [--profile] [--loops uvloop,asyncio] [--json FILE]
 
 For N = 100, 1000 and 5000 (``--quick``: 100 and 1000, shorter runs, one
 repeat) the real objects run in a fresh worker process: one
 BackgroundTaskManager, one shared HttpSession and N HttpChecks, each
 registered with ``register_interval(f"check:{i}", check.check, 1.0,
-initial_delay=i/N)``. After a 2 s warm-up the worker measures a 10 s
-window: CPU time of the whole process (``time.process_time()``, as % of
+initial_delay=i/N)``. Once the manager has started, the worker tunes the
+garbage collector exactly as the daemon does after its start-up
+(``selfhealing.daemon._tune_gc``: collect, ``gc.freeze()``,
+``gc.set_threshold(50_000, 20, 100)``). After a 2 s warm-up the worker
+measures a 10 s window: CPU time of the whole process (``time.process_time()``, as % of
 one core and per check), RSS (and per target, over the RSS before the
 checks were built), checks completed per second, the lateness of check
 starts (the manager's own ``lateness(task_id)`` samples from the window,
@@ -17,8 +20,10 @@ all tasks together), and CPython's garbage-collector pauses.
 Beside it, for N >= 1000, a raw aiohttp loop with no selfhealing at all
 (one task per target sleeping to the same 1 s grid, one ClientSession,
 ``ClientTimeout(total=1)``), so the cost of our layer is visible; the
-ratio pairs the two runs of one repeat. ``--what-if-gc`` adds our stack
-with ``gc.set_threshold(50_000, 20, 100)``.
+ratio pairs the two runs of one repeat. Also for N >= 1000, a comparison
+row "selfhealing, gc untuned": our stack with CPython's default collector
+settings (what the daemon did before ``_tune_gc``); ``--no-untuned``
+skips it.
 
 The targets are served by a raw asyncio HTTP/1.1 server on uvloop in
 another process, listening on up to 1000 ports of 127.0.0.1 (target i
@@ -61,9 +66,9 @@ from _support import Janitor, load_average, percentile, raise_on_sigterm
 MAX_PORTS = 1000
 CLEANUP = 5.0  # seconds a worker may spend cancelling its tasks
 RAW = "raw aiohttp"
-#: ``--what-if-gc``: selfhealing with CPython's gen-0 threshold raised.
-GC_THRESHOLDS = (50_000, 20, 100)
-GC_WHAT_IF = "selfhealing, gc 50k"
+OURS = "selfhealing"
+#: The comparison row: our stack without the daemon's GC tuning.
+UNTUNED = "selfhealing, gc untuned"
 INTERVAL = 1.0
 OK = (
     b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
@@ -129,7 +134,7 @@ async def _serve(ports: int) -> None:
 class Case:
     loop: str
     n: int
-    mode: str  # "selfhealing", RAW or GC_WHAT_IF
+    mode: str  # OURS, UNTUNED or RAW
     window: float = 0.0
     completed: int = 0
     served: int = 0
@@ -277,6 +282,9 @@ async def _selfhealing(
     profile: cProfile.Profile | None,
 ) -> None:
     from selfhealing.checks import HttpCheck, HttpSession  # noqa: PLC0415
+
+    # Imported in both modes, so both start from the same heap and RSS.
+    from selfhealing.daemon import _tune_gc  # noqa: PLC0415
     from selfhealing.tasks import BackgroundTaskManager  # noqa: PLC0415
 
     case.rss_base_mib = _rss_mib()
@@ -296,6 +304,8 @@ async def _selfhealing(
         return sum(t.runs - (t.state == "running") for t in tasks)
 
     await manager.start()
+    if case.mode == OURS:
+        _tune_gc()  # as the daemon does once its runtime has started
     try:
         seen: dict[str, int] = {}
 
@@ -417,8 +427,6 @@ def _worker(args: argparse.Namespace) -> int:
     case = Case(args.loop, args.n, args.mode)
     profile = cProfile.Profile() if args.profile else None
     gc.callbacks.append(_GC)
-    if args.mode == GC_WHAT_IF:
-        gc.set_threshold(*GC_THRESHOLDS)
     body = _raw if args.mode == RAW else _selfhealing
     coro = body(case, ports, args.warmup, args.duration, profile)
     _run(coro, args.loop)
@@ -524,7 +532,7 @@ def _median(cases: list[Case], value: Callable[[Case], float]) -> float:
 
 def _table(runs: dict[Key, list[Case]]) -> None:
     print(
-        f"{'loop':<8}{'N':>5}  {'client':<20}{'checks/s':>9}{'CPU %':>7}"
+        f"{'loop':<8}{'N':>5}  {'client':<25}{'checks/s':>9}{'CPU %':>7}"
         f"{'µs/chk':>8}{'RSS MiB':>8}{'KiB/tgt':>8}{'late p50':>10}"
         f"{'p99':>9}{'max':>9}{'GC ms/s':>9}{'GC max':>9}{'fail':>6}"
         f"{'srv %':>7}{'host %':>8}"
@@ -537,7 +545,7 @@ def _table(runs: dict[Key, list[Case]]) -> None:
             return _median(of, value)
 
         print(
-            f"{loop:<8}{n:>5}  {mode:<20}"
+            f"{loop:<8}{n:>5}  {mode:<25}"
             f"{med(lambda c: c.checks_per_s):>9.0f}"
             f"{med(lambda c: c.core_percent):>7.1f}"
             f"{med(lambda c: c.us_per_check):>8.0f}"
@@ -556,7 +564,7 @@ def _table(runs: dict[Key, list[Case]]) -> None:
 
 def _verdicts(runs: dict[Key, list[Case]], loops: list[str]) -> None:
     for loop in loops:
-        ours = runs.get((loop, 1000, "selfhealing"), [])
+        ours = runs.get((loop, 1000, OURS), [])
         raw = runs.get((loop, 1000, RAW), [])
         if not ours or not raw:
             continue
@@ -578,6 +586,20 @@ def _verdicts(runs: dict[Key, list[Case]], loops: list[str]) -> None:
             + ", ".join(f"{x:.2f}x" for x in ratio)
             + ")"
         )
+        untuned = runs.get((loop, 1000, UNTUNED), [])
+        if untuned:
+            print(
+                f"{loop}, N=1000: GC tuned as the daemon does / untuned: "
+                f"start lateness p99 "
+                f"{_median(ours, lambda c: c.lateness_ms[1]):.2f} / "
+                f"{_median(untuned, lambda c: c.lateness_ms[1]):.2f} ms, max "
+                f"{_median(ours, lambda c: c.lateness_ms[2]):.1f} / "
+                f"{_median(untuned, lambda c: c.lateness_ms[2]):.1f} ms, "
+                f"GC pause max {_median(ours, lambda c: c.gc_max_ms):.1f} / "
+                f"{_median(untuned, lambda c: c.gc_max_ms):.1f} ms, CPU "
+                f"{_median(ours, lambda c: c.core_percent):.1f} / "
+                f"{_median(untuned, lambda c: c.core_percent):.1f} %"
+            )
         cpu = _median(ours, lambda c: c.core_percent)
         late = _median(ours, lambda c: c.lateness_ms[1])
         print(
@@ -596,9 +618,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--profile", action="store_true")
     parser.add_argument(
-        "--what-if-gc",
+        "--no-untuned",
         action="store_true",
-        help=f"also run selfhealing with gc.set_threshold{GC_THRESHOLDS}",
+        help="skip the comparison row without the daemon's GC tuning",
     )
     parser.add_argument("--json", help="write the figures to this file")
     parser.add_argument(
@@ -636,17 +658,17 @@ def main(argv: list[str] | None = None) -> int:
                 for loop in loops:
                     plan = []
                     for n in sizes:
-                        plan.append(Case(loop, n, "selfhealing"))
+                        plan.append(Case(loop, n, OURS))
                         if n >= 1000:
                             plan.append(Case(loop, n, RAW))
-                        if n >= 1000 and args.what_if_gc:
-                            plan.append(Case(loop, n, GC_WHAT_IF))
+                        if n >= 1000 and not args.no_untuned:
+                            plan.append(Case(loop, n, UNTUNED))
                     for case in plan:
                         profile = (
                             args.profile
                             and rep == 0
                             and case.n == 1000
-                            and case.mode == "selfhealing"
+                            and case.mode == OURS
                         )
                         print(
                             f"  [{rep + 1}/{repeat}] {case.loop} N={case.n} "

@@ -1,7 +1,7 @@
 """Status under load: GET /api/status of the real daemon beside a bare route.
 
-    python bench/status_load.py [--quick] [--rounds N] [--what-if]
-        [--no-wrk] [--json FILE]
+    python bench/status_load.py [--quick] [--rounds N] [--no-wrk]
+        [--json FILE]
 
 Starts the real daemon (``python -m selfhealing run``) in a temp dir with a
 config of 1 process and 5 targets (http, tcp, process, disk, memory), so
@@ -20,9 +20,9 @@ For each endpoint (daemon /api/status, daemon /healthz, bare /):
 
 Endpoints are measured one after another, rounds interleaved (3 rounds of
 10 s; ``--quick``: 1 of 3 s); figures are medians over the rounds and the
-ratio status / bare pairs each round. ``--what-if`` adds a second daemon
-that differs in one thing only: the routes' ``get_runtime`` dependency is
-``async def``, so FastAPI no longer runs it in its thread pool.
+ratio status / bare pairs each round. The daemon serves the status from
+a short-lived cache (dropped on every event) and its routes' dependencies
+are ``async def``, so no request hops to FastAPI's thread pool.
 """
 
 from __future__ import annotations
@@ -40,14 +40,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import typing
 
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
-
-from fastapi import Request
 
 from _support import (
     TINY_SERVER,
@@ -104,32 +101,6 @@ def _run(coro: Any) -> Any:
         return asyncio.run(coro)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(coro)
-
-
-# ------------------------------------------------------ the what-if daemon
-
-
-async def _async_get_runtime(request: Request) -> Any:
-    return request.app.state.selfheal_runtime
-
-
-def _async_dependency_daemon(config: str, port: int) -> int:
-    """``selfheal run`` with one change: the routes' ``get_runtime``
-    dependency is async, so FastAPI calls it on the loop instead of in
-    its thread pool (a what-if, for comparison only).
-
-    FastAPI resolves each route's dependencies again when create_app()
-    includes the router, from the ``Depends`` in ``RuntimeDep``: that one
-    object is repointed before the daemon builds its app. (Its
-    ``dependency_overrides`` would re-inspect the override's signature on
-    every request and hide part of the gain.)
-    """
-    from selfhealing import daemon  # noqa: PLC0415
-    from selfhealing.api import routes  # noqa: PLC0415
-
-    depends = typing.get_args(routes.RuntimeDep)[1]
-    object.__setattr__(depends, "dependency", _async_get_runtime)
-    return daemon.serve(config, port=port)
 
 
 # ---------------------------------------------------- the load generator
@@ -426,9 +397,7 @@ def _wrk(
     return row
 
 
-def _start_daemon(
-    janitor: Janitor, workdir: Path, *, async_dependency: bool = False
-) -> int:
+def _start_daemon(janitor: Janitor, workdir: Path) -> int:
     workdir.mkdir(exist_ok=True)
     web = free_port()
     api = free_port()
@@ -442,15 +411,12 @@ def _start_daemon(
     config.write_text(
         DAEMON_CONFIG.format(argv=argv, web=web), encoding="utf-8"
     )
-    command = (
-        [__file__, "--async-dependency-daemon"]
-        if async_dependency
-        else ["-m", "selfhealing", "run"]
-    )
     proc = janitor.start(
         [
             sys.executable,
-            *command,
+            "-m",
+            "selfhealing",
+            "run",
             "--config",
             str(config),
             "--port",
@@ -477,20 +443,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="1 short round")
     parser.add_argument("--rounds", type=int, help="interleaved rounds (3)")
     parser.add_argument("--no-wrk", action="store_true")
-    parser.add_argument(
-        "--what-if",
-        action="store_true",
-        help="also a daemon whose get_runtime dependency is async",
-    )
     parser.add_argument("--json", help="write the figures to this file")
     # Internal: the bare server and the Python load generator.
     parser.add_argument("--bare", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument(
-        "--async-dependency-daemon",
-        action="store_true",
-        help=argparse.SUPPRESS,
-    )
-    parser.add_argument("--config", help=argparse.SUPPRESS)
     parser.add_argument("--load", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--path", default="/", help=argparse.SUPPRESS)
@@ -500,8 +455,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.bare:
         return _bare_server(args.port)
-    if args.async_dependency_daemon:
-        return _async_dependency_daemon(args.config, args.port)
     if args.load:
         return _load_main(args)
 
@@ -525,14 +478,6 @@ def main(argv: list[str] | None = None) -> int:
             Endpoint("daemon /healthz", api, "/healthz"),
             Endpoint("bare FastAPI /", bare_port, "/"),
         ]
-        if args.what_if:
-            patched = _start_daemon(
-                janitor, Path(tmp) / "what-if", async_dependency=True
-            )
-            endpoints += [
-                Endpoint("what-if /api/status", patched, "/api/status"),
-                Endpoint("what-if /healthz", patched, "/healthz"),
-            ]
         for endpoint in endpoints:
             endpoint.size = len(http_get(endpoint.port, endpoint.path)[1])
         document = http_get(api, "/api/status")[1]
@@ -601,12 +546,6 @@ def main(argv: list[str] | None = None) -> int:
         "daemon /healthz / bare: "
         f"{healthz.med('throughput', 'rps') / plain.med('throughput', 'rps'):.2f}"
     )
-    if len(endpoints) == 5:
-        what_if = endpoints[3]
-        print(
-            "what-if (async get_runtime) status / bare throughput: "
-            f"{what_if.med('throughput', 'rps') / plain.med('throughput', 'rps'):.2f}"
-        )
     p99 = status.med("latency", "p99")
     print(
         f"goals: status p99 < 5 ms at {RATE:.0f} req/s: {p99:.2f} ms "
