@@ -227,6 +227,31 @@ class TestTasks:
             == live.get("/api/status").json()["backgroundTasks"]["totalTasks"]
         )
 
+    def test_cleanup_says_detection_stopped(
+        self, start_live: Callable[..., LiveDaemon]
+    ) -> None:
+        """After cleanup the status warns that targets are not probed."""
+        live = start_live(
+            {
+                "targets": [
+                    {
+                        "name": "disk",
+                        "check": {
+                            "type": "disk",
+                            "path": ".",
+                            "max_used_percent": 100,
+                        },
+                    }
+                ]
+            }
+        )
+        live.post("/api/tasks/cleanup", json={"reason": "emergency"})
+        document = live.get("/api/status").json()
+        assert "warning" == document["status"]
+        assert [
+            "WARNING: No probe runs for disk (its check task was removed)"
+        ] == document["issues"]
+
     def test_unknown_task_is_404(self, live: LiveDaemon) -> None:
         """Unknown task ids are 404 with the known ids listed."""
         self.register(live, "a")

@@ -385,6 +385,19 @@ class TestListeners:
         trip(breaker)
         assert [] == seen
 
+    def test_target_breakers_file_events_under_the_target(
+        self, clock: FakeClock
+    ) -> None:
+        """target:web's transitions are events of target web."""
+        bus = EventBus()
+        events: list[Event] = []
+        bus.subscribe(events.append)
+        breaker = CircuitBreaker(
+            "target:web", failure_threshold=1, clock=clock, bus=bus
+        )
+        trip(breaker, 1)
+        assert ["web"] == [e.target for e in events]
+
     def test_transition_events_on_the_bus(self, clock: FakeClock) -> None:
         """Each transition is published as a breaker.transition event."""
         bus = EventBus()

@@ -3,7 +3,11 @@ from __future__ import annotations
 import pytest
 
 from selfhealing.checks import CommandCheck
-from selfhealing.childenv import child_environment, is_daemon_secret
+from selfhealing.childenv import (
+    child_environment,
+    is_daemon_secret,
+    withhold,
+)
 
 
 pytestmark = pytest.mark.anyio
@@ -41,6 +45,14 @@ class TestChildEnvironment:
             env["APP_MODE"],
             env["ANTHROPIC_BASE_URL"],
         )
+
+    def test_withheld_names_are_kept_too(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A key variable named in [llm] keys is withheld like the others."""
+        monkeypatch.setenv("CLAUDE_KEY_PROD", SECRET)
+        withhold(["CLAUDE_KEY_PROD"])
+        assert "CLAUDE_KEY_PROD" not in child_environment()
 
     def test_explicit_env_may_pass_a_secret(
         self, monkeypatch: pytest.MonkeyPatch

@@ -601,6 +601,11 @@ class TestWhatTheDaemonRefuses:
                 id="process-name-colon",
             ),
             pytest.param(
+                {"processes": [{"name": "selfhealing", "command": ["true"]}]},
+                "processes[0].name",
+                id="process-name-reserved",
+            ),
+            pytest.param(
                 _check(
                     type="command", command=["true"], expected_exit_code=256
                 ),

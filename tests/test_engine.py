@@ -400,3 +400,38 @@ class TestBadInput:
         for _ in range(5):
             await fail_once(engine, clock)
         assert 4000 == engine.snapshot().to_dict()["backoffDelay"]
+
+
+class TestTargetBreakers:
+    async def test_resume_resets_target_breakers(
+        self, clock: FakeClock
+    ) -> None:
+        """Resuming closes every target breaker too, so all can heal."""
+        engine = make_engine(clock)
+        target = engine.registry.get_or_create(
+            "target:web", failure_threshold=1
+        )
+        other = engine.registry.get_or_create("payments", failure_threshold=1)
+        for breaker in (target, other):
+            breaker._closed_failure(RuntimeError("x"))
+        engine.enter_dormant("drill")
+        assert engine.resume_from_dormant("root cause fixed")
+        assert BreakerState.CLOSED == target.state
+        # Breakers of the application are not the engine's to reset.
+        assert BreakerState.OPEN == other.state
+
+    async def test_open_target_breaker_skips_without_charging(
+        self, clock: FakeClock
+    ) -> None:
+        """An open target breaker is a skip; the main breaker is untouched."""
+        engine = make_engine(clock)
+        target = engine.registry.get_or_create(
+            "target:web", failure_threshold=1
+        )
+        target._closed_failure(RuntimeError("x"))
+        result = await engine.attempt("web", healed, breaker=target)
+        assert SkipReason.TARGET_BREAKER_OPEN == result.skip_reason
+        assert (0, 0) == (
+            engine.snapshot().total_attempts,
+            engine.main_breaker.failure_count,
+        )

@@ -270,6 +270,23 @@ class TestWarning:
         ] == issues
         assert "POST /api/flags/reload" in recommendations[0]
 
+    def test_process_monitoring_off(self) -> None:
+        """Process monitoring switched off is a warning saying what stops."""
+        flag = FlagValue(
+            "FEATURE_PROCESS_MONITORING_ENABLED", False, FlagSource.ENV
+        )
+        status, issues, recommendations = status_of(
+            StatusInputs(
+                engine=ENGINE,
+                flags={"FEATURE_PROCESS_MONITORING_ENABLED": flag},
+            )
+        )
+        assert "warning" == status
+        assert [
+            "WARNING: Process monitoring is off (FEATURE_PROCESS_MONITORING_ENABLED=false from env)"
+        ] == issues
+        assert "not restarted" in recommendations[0]
+
     def test_healing_disabled_by_flag(self) -> None:
         """Automation switched off is reported with where it was switched."""
         flag = FlagValue(

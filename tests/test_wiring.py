@@ -463,6 +463,20 @@ class TestBuildTargets:
         await parts.supervisor.get("worker").start()
         assert (await check.check()).ok
 
+    async def test_no_implicit_target_without_autostart(
+        self, parts: Parts
+    ) -> None:
+        """A process started by hand (autostart false) is not watched, or
+        its first probe would start it."""
+        targets = parts.targets(
+            {
+                "processes": [
+                    {"name": "batch", "command": SLEEPER, "autostart": False}
+                ]
+            }
+        )
+        assert {} == targets
+
     async def test_implicit_name_taken(self, parts: Parts) -> None:
         """If a target already has the process's name, the implicit one is
         called process:<name>."""
@@ -599,7 +613,8 @@ class TestRuntime:
             parse_config(RUNTIME_CONFIG), directory=tmp_path, environ={}
         )
 
-        assert ["site", "worker"] == list(runtime.targets)
+        # worker starts by hand (autostart false): no implicit target.
+        assert ["site"] == list(runtime.targets)
         assert ["web", "worker"] == [p.name for p in runtime.supervisor]
         assert ["site"] == [t.name for t in runtime._crash_targets["web"]]
 
@@ -611,7 +626,7 @@ class TestRuntime:
 
         status = runtime.status()
 
-        assert ["site", "worker"] == [t["name"] for t in status["targets"]]
+        assert ["site"] == [t["name"] for t in status["targets"]]
         assert {"health": "unknown", "detection": "active"} == {
             k: status["targets"][0][k] for k in ("health", "detection")
         }
@@ -657,7 +672,7 @@ class TestRuntime:
             processes["web"]["state"],
             processes["worker"]["state"],
         )
-        assert {"check:site", "check:worker"} <= tasks
+        assert {"check:site", "resources.sample"} == tasks
         assert [("web", "stopped"), ("worker", "stopped")] == [
             (p["name"], p["state"]) for p in runtime.status()["processes"]
         ]

@@ -765,12 +765,16 @@ class CircuitBreaker:
             self._trip_count,
         )
         if self._bus is not None:
+            # target:<name> breakers file their events under the target, so
+            # `selfheal events --target web` shows them too.
+            prefix, found, target = self.name.partition("target:")
             self._bus.publish(
                 Event(
                     EventKind.BREAKER_TRANSITION,
                     self._clock.time(),
                     "CircuitBreaker",
                     f"circuit breaker {self.name}: {old} -> {new}",
+                    target=target if found and not prefix else None,
                     reason=self._permanent_reason
                     if new is _PERMANENT_OPEN
                     else None,

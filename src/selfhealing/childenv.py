@@ -12,18 +12,27 @@ from __future__ import annotations
 import os
 import re
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 
-__all__ = ["child_environment", "is_daemon_secret"]
+__all__ = ["child_environment", "is_daemon_secret", "withhold"]
 
 _SECRET = re.compile(
     r"^(ANTHROPIC_API_KEY\w*|ANTHROPIC_AUTH_TOKEN|SELFHEAL_ADMIN_TOKEN)$"
 )
 
 
+# More names holding secrets: the variables `[llm] keys` names.
+_withheld: set[str] = set()
+
+
+def withhold(names: Iterable[str]) -> None:
+    """Also keep these variables from children (process-wide)."""
+    _withheld.update(names)
+
+
 def is_daemon_secret(name: str) -> bool:
-    return _SECRET.match(name) is not None
+    return name in _withheld or _SECRET.match(name) is not None
 
 
 def child_environment(

@@ -90,6 +90,11 @@ def _check_process_name(value: str) -> str:
             "expected 1-64 letters, digits, '_', '.' or '-', "
             f"starting with a letter or digit, got {value!r}"
         )
+    if value == "selfhealing":
+        raise ValueError(
+            "'selfhealing' is reserved: logs/selfhealing.log is the "
+            "daemon's own log"
+        )
     return value
 
 
@@ -210,6 +215,7 @@ class HttpCheckConfig(_CheckBase):
     body_contains: NonEmpty | None = None
     body_regex: NonEmpty | None = None
     headers: dict[str, str] = Field(default_factory=dict)
+    verify_tls: bool = True  # false for self-signed internal services
 
     @field_validator("body_regex")
     @classmethod

@@ -33,6 +33,7 @@ from selfhealing.registry import CircuitBreakerRegistry
 
 __all__ = [
     "MAIN_BREAKER",
+    "TARGET_BREAKER_PREFIX",
     "AttemptOutcome",
     "AttemptResult",
     "EngineMode",
@@ -44,6 +45,7 @@ __all__ = [
 _log = logging.getLogger("selfhealing.engine")
 
 MAIN_BREAKER = "self-healing-main"
+TARGET_BREAKER_PREFIX = "target:"
 _COMPONENT = "SelfHealing"
 
 
@@ -497,7 +499,8 @@ class SelfHealingEngine:
         """Leave dormant mode: the guide's ``resumeFromDormant(reason)``.
 
         A reason is required (1-500 characters). Resets the failure streak
-        and backoff and force-resets the main breaker to CLOSED. Returns
+        and backoff and force-resets the main breaker, and every target
+        breaker that is not closed, to CLOSED. Returns
         False, changing nothing, when the engine is not dormant.
         """
         reason = validate_reason(reason)
@@ -515,6 +518,14 @@ class SelfHealingEngine:
         self._streak_at_success.clear()
         self._not_before = 0.0
         self.main_breaker.reset(force=True, reason=reason, actor=actor)
+        # The targets' own breakers too: a resumed engine must be able to
+        # heal every target, not only the ones whose breaker happens to be
+        # closed.
+        for breaker in self._registry:
+            if breaker.name.startswith(TARGET_BREAKER_PREFIX) and (
+                breaker.state is not BreakerState.CLOSED
+            ):
+                breaker.reset(force=True, reason=reason, actor=actor)
         self._last_resume = {
             "at": utc_iso(self._clock.time()),
             "actor": actor,

@@ -31,6 +31,7 @@ _log = logging.getLogger("selfhealing.preventive")
 
 PREVENTIVE_TASK = "preventive.evaluate"
 _VERIFY_POLL = 0.2
+DEFAULT_VERIFY_TIMEOUT = 30.0
 
 
 class PreventiveHealer:
@@ -39,7 +40,8 @@ class PreventiveHealer:
     *subject* maps a rule to the name its attempt is filed under (the
     target that watches the same process, so reactive and preventive
     healing of one thing never run at once), and *breaker* to that
-    target's breaker, if any.
+    target's breaker, if any. *verify_timeouts* maps a rule's name to how
+    long its condition may take to stop holding after the action.
     """
 
     def __init__(
@@ -51,7 +53,7 @@ class PreventiveHealer:
         actions: Mapping[str, RemediationAction],
         enabled: Callable[[], bool],
         subject: Callable[[PreventiveRule], tuple[str, CircuitBreaker | None]],
-        verify_timeout: float = 30.0,
+        verify_timeouts: Mapping[str, float] | None = None,
         clock: Clock = system_clock,
         bus: EventBus | None = None,
     ) -> None:
@@ -61,7 +63,7 @@ class PreventiveHealer:
         self.actions = actions
         self._enabled = enabled
         self._subject = subject
-        self.verify_timeout = verify_timeout
+        self.verify_timeouts = dict(verify_timeouts or {})
         self._clock = clock
         self._bus = bus if bus is not None else engine.bus
         self.last: dict[str, Trigger] = {}
@@ -117,7 +119,8 @@ class PreventiveHealer:
     async def _verify(self, rule: PreventiveRule) -> bool:
         """The condition no longer holds on samples taken after the action."""
         clock = self._clock
-        deadline = clock.monotonic() + self.verify_timeout
+        timeout = self.verify_timeouts.get(rule.name, DEFAULT_VERIFY_TIMEOUT)
+        deadline = clock.monotonic() + timeout
         while True:
             await asyncio.to_thread(self.monitor.sample)
             now = clock.monotonic()

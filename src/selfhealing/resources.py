@@ -842,7 +842,7 @@ class ResourceMonitor:
             f"{self.lag_window / 60:g} min (limit "
             f"{format_value(self.lag_threshold, Unit.SECONDS)})",
             "Look for blocking work on the event loop "
-            "(DEBUG=selfhealing.tasks shows slow tasks); fewer checks or "
+            "(DEBUG=self-healing:tasks shows slow tasks); fewer checks or "
             "longer intervals relieve it",
         )
 

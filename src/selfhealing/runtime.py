@@ -22,6 +22,7 @@ import orjson
 from selfhealing.backoff import Backoff
 from selfhealing.breaker import CircuitBreaker
 from selfhealing.checks import HttpSession
+from selfhealing.childenv import withhold
 from selfhealing.clock import Clock, system_clock
 from selfhealing.config import Config
 from selfhealing.engine import SelfHealingEngine
@@ -151,6 +152,7 @@ class Runtime:
         self.started_at: float | None = None
         # Set (on the loop) when serving ends: live streams close on it.
         self.stopping = asyncio.Event()
+        withhold(key.env for key in self.config.llm.keys)
         self.keys = KeyPool.from_settings(
             self.settings,
             [k.model_dump(exclude_none=True) for k in self.config.llm.keys],
@@ -257,7 +259,7 @@ class Runtime:
             actions=actions,
             enabled=lambda: self.flags.preventive_healing,
             subject=lambda rule: subjects[rule.name],
-            verify_timeout=max(spec.verify_timeout for spec in specs),
+            verify_timeouts={spec.name: spec.verify_timeout for spec in specs},
             clock=self.clock,
             bus=self.bus,
         )
@@ -279,7 +281,7 @@ class Runtime:
             self.keys,
             self.registry.get_or_create(LLM_BREAKER),
             model=llm.model,
-            base_url=llm.base_url or self.settings.value("ANTHROPIC_BASE_URL"),
+            base_url=self.settings.value("ANTHROPIC_BASE_URL") or llm.base_url,
             timeout=llm.timeout,
             deadline=llm.deadline,
             max_tokens=llm.max_tokens,
@@ -321,8 +323,9 @@ class Runtime:
 
     @property
     def state_dir(self) -> Path:
-        configured = self.config.state.dir or self.settings.value(
-            "SELFHEAL_STATE_DIR"
+        # The environment beats the config, as for the flags.
+        configured = (
+            self.settings.value("SELFHEAL_STATE_DIR") or self.config.state.dir
         )
         return self.directory / (configured or DEFAULT_STATE_DIR)
 
@@ -492,6 +495,19 @@ class Runtime:
             Finding(Health.WARNING, f"WARNING: {f.issue}", f.recommendation)
             for f in self.resources.daemon_health().findings
         )
+        unprobed = sorted(
+            name for name in self.targets if f"check:{name}" not in self.tasks
+        )
+        if unprobed and self.started_at is not None:
+            findings.append(
+                Finding(
+                    Health.WARNING,
+                    "WARNING: No probe runs for "
+                    f"{', '.join(unprobed)} (its check task was removed)",
+                    "Restart the daemon to register the checks again "
+                    "(selfheal tasks cleanup removes them too)",
+                )
+            )
         if self.preventive is not None:
             findings.extend(
                 Finding(Health.WARNING, f"WARNING: {issue}", advice)

@@ -18,7 +18,12 @@ from selfhealing.breaker import BreakerSnapshot, BreakerState
 from selfhealing.clock import utc_iso
 from selfhealing.engine import EngineSnapshot
 from selfhealing.exceptions import ConfigError
-from selfhealing.flags import AUTO_DETECTION, AUTO_HEALING, FlagValue
+from selfhealing.flags import (
+    AUTO_DETECTION,
+    AUTO_HEALING,
+    PROCESS_MONITORING,
+    FlagValue,
+)
 from selfhealing.tasks import TaskManagerSnapshot
 
 
@@ -261,6 +266,14 @@ def flag_rule(inputs: StatusInputs) -> Iterator[Finding]:
             f"{detection.where or detection.source})",
             "Checks do not run, so target health is not current; re-enable "
             f"{AUTO_DETECTION} when ready",
+        )
+    monitoring = inputs.flags.get(PROCESS_MONITORING)
+    if monitoring is not None and not monitoring.enabled:
+        yield _warning(
+            f"Process monitoring is off ({PROCESS_MONITORING}=false from "
+            f"{monitoring.where or monitoring.source})",
+            "Crashed processes are not restarted and resources are not "
+            f"sampled; re-enable {PROCESS_MONITORING} when ready",
         )
 
 

@@ -49,7 +49,7 @@ from selfhealing.config import (
     RestartProcessActionConfig,
     TcpCheckConfig,
 )
-from selfhealing.engine import SelfHealingEngine
+from selfhealing.engine import TARGET_BREAKER_PREFIX, SelfHealingEngine
 from selfhealing.events import EventBus
 from selfhealing.llm.advisor import LLMAdvisor
 from selfhealing.llm.evidence import Evidence
@@ -113,6 +113,7 @@ def build_check(  # noqa: PLR0911 (one return per check type)
             body_contains=config.body_contains,
             body_regex=config.body_regex,
             headers=config.headers,
+            verify_tls=config.verify_tls,
             session=session,
             clock=clock,
         )
@@ -269,7 +270,9 @@ def build_targets(
         )
     watched = targets_by_process(config, targets)
     for process in supervisor:
-        if watched.get(process.name):
+        # A process that does not start with the daemon is started by
+        # hand; watching it would start it at its first probe.
+        if watched.get(process.name) or not process.autostart:
             continue
         name = (
             process.name
@@ -376,9 +379,17 @@ def process_stats(pid: int | None) -> dict[str, object]:
 def _target_breaker(
     registry: CircuitBreakerRegistry, name: str, config: BreakerConfig | None
 ) -> CircuitBreaker:
-    breaker_name = f"target:{name}"
-    if config is not None and breaker_name not in registry:
-        registry.configure(breaker_name, **config.model_dump())
+    """``target:<name>``: isolates one target's failures. Unless configured
+    otherwise it never goes PERMANENT_OPEN: the main breaker and dormant
+    mode already stop a runaway, and resuming must be enough to heal."""
+    breaker_name = f"{TARGET_BREAKER_PREFIX}{name}"
+    if breaker_name not in registry:
+        settings = (
+            config.model_dump()
+            if config is not None
+            else {"permanent_after_trips": 0}
+        )
+        registry.configure(breaker_name, **settings)
     return registry.get_or_create(breaker_name)
 
 

@@ -78,6 +78,7 @@ _VOLATILE = frozenset(
         "auditTrail",
         "halfOpenInFlight",
         "cooldownRemainingS",
+        "resources",  # every sampling pass; its findings reach "issues"
     }
 )
 

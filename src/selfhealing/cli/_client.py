@@ -197,8 +197,8 @@ class DaemonClient:
     def put(self, path: str, body: Mapping[str, Any]) -> Any:
         return self.request("PUT", path, body=body)
 
-    def delete(self, path: str) -> Any:
-        return self.request("DELETE", path)
+    def delete(self, path: str, body: Mapping[str, Any] | None = None) -> Any:
+        return self.request("DELETE", path, body=body)
 
     def close(self) -> None:
         self._http.close()

@@ -9,6 +9,7 @@ import typer
 
 from selfhealing.config import load_config
 from selfhealing.exceptions import ConfigError
+from selfhealing.runtime import Runtime
 
 
 __all__ = ["config_app"]
@@ -25,12 +26,18 @@ def check(
 ) -> None:
     """Validate a config file: every error with its field path.
 
-    Exit code 0 when valid, 1 when not.
+    Also builds the daemon (without starting anything), so what would only
+    stop `selfheal run` shows here too: preventive rules, the flags in
+    .env / .env.local, API key settings. Exit code 0 when valid, 1 when
+    not.
 
     Example: selfheal config check selfheal.toml
     """
     try:
         config = load_config(file)
+        # What only the assembled daemon can tell (a preventive rule's
+        # series, flag files, key settings): build it, start nothing.
+        Runtime(config, persistent=False)
     except ConfigError as exc:
         typer.echo(f"{exc}", err=True)
         raise typer.Exit(1) from None

@@ -530,6 +530,36 @@ def set_flag(
     )
 
 
+@flags_app.command("clear")
+def clear_flag(
+    ctx: typer.Context,
+    *,
+    name: Annotated[
+        str,
+        typer.Argument(
+            metavar="NAME", help="e.g. FEATURE_AUTO_HEALING_ENABLED."
+        ),
+    ],
+    reason: ReasonOption = None,
+    url: UrlOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Drop a runtime override: the flag falls back to the environment,
+    .env.local, .env, the config or its default.
+
+    Example: selfheal flags clear FEATURE_AUTO_HEALING_ENABLED -r "incident over"
+    """
+    with session(url, token, ctx=ctx) as client:
+        answer = client.delete(
+            f"/api/flags{_path(name)}", _reason_body(reason)
+        )
+    shown = str(answer.get("enabled")).lower()
+    _say(
+        f"{answer.get('name', name)}={shown} (source {answer.get('source')})",
+        "green",
+    )
+
+
 @flags_app.command("reload")
 def reload_flags(
     ctx: typer.Context, url: UrlOption = None, token: TokenOption = None

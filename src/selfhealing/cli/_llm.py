@@ -52,6 +52,14 @@ def _rows(keys: Mapping[str, Any]) -> list[list[str]]:
     return rows
 
 
+def _exit_code(keys: Mapping[str, Any]) -> int:
+    """As ``selfheal status``: 2 when keys exist and none is active (the
+    guide's level 3), 1 when some failed, else 0."""
+    if keys.get("totalKeys") and not keys.get("activeKeys"):
+        return 2
+    return 1 if keys.get("failedKeys") else 0
+
+
 def _print(keys: Mapping[str, Any]) -> None:
     console = stdout()
     console.print(
@@ -97,14 +105,17 @@ def list_keys(
 ) -> None:
     """List the API keys: active, rate limited (with time left) or failed.
 
+    Exit code 0, 1 when some key failed, 2 when none is active.
+
     Example: selfheal llm keys list
     """
     with session(url) as client:
         keys = client.get("/api/llm/keys")
     if json_output:
         echo_json(keys)
-        return
-    _print(keys)
+    else:
+        _print(keys)
+    raise typer.Exit(_exit_code(keys))
 
 
 @keys_app.command("reset")
