@@ -463,6 +463,34 @@ class TestBuildTargets:
         await parts.supervisor.get("worker").start()
         assert (await check.check()).ok
 
+    async def test_breakers_section_configures_a_target_breaker(
+        self, tmp_path: Path
+    ) -> None:
+        """[breakers."target:web"] wins over the target's own section and
+        over the never-permanent default."""
+        runtime = Runtime(
+            parse_config(
+                {
+                    "breakers": {
+                        "target:web": {
+                            "failure_threshold": 4,
+                            "permanent_after_trips": 2,
+                        }
+                    },
+                    "targets": [{"name": "web", "check": TCP}],
+                    "processes": [],
+                }
+            ),
+            directory=tmp_path,
+            environ={},
+            persistent=False,
+        )
+        settings = runtime.registry.get("target:web").settings
+        assert (4, 2) == (
+            settings.failure_threshold,
+            settings.permanent_after_trips,
+        )
+
     async def test_no_implicit_target_without_autostart(
         self, parts: Parts
     ) -> None:

@@ -667,6 +667,7 @@ class CircuitBreaker:
                     self._clock.time(),
                     "CircuitBreaker",
                     f"circuit breaker {self.name} reset from {old} to CLOSED",
+                    target=self._target(),
                     actor=actor,
                     reason=reason,
                     data={
@@ -765,16 +766,13 @@ class CircuitBreaker:
             self._trip_count,
         )
         if self._bus is not None:
-            # target:<name> breakers file their events under the target, so
-            # `selfheal events --target web` shows them too.
-            prefix, found, target = self.name.partition("target:")
             self._bus.publish(
                 Event(
                     EventKind.BREAKER_TRANSITION,
                     self._clock.time(),
                     "CircuitBreaker",
                     f"circuit breaker {self.name}: {old} -> {new}",
-                    target=target if found and not prefix else None,
+                    target=self._target(),
                     reason=self._permanent_reason
                     if new is _PERMANENT_OPEN
                     else None,
@@ -788,6 +786,12 @@ class CircuitBreaker:
                 )
             )
         self._notify(old, new)
+
+    def _target(self) -> str | None:
+        """``target:<name>`` breakers file their events under the target,
+        so ``selfheal events --target web`` shows them too."""
+        prefix, found, target = self.name.partition("target:")
+        return target if found and not prefix else None
 
     def _notify(self, old: BreakerState, new: BreakerState) -> None:
         for listener in self._listeners:

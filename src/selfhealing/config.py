@@ -576,8 +576,29 @@ def _path(loc: tuple[int | str, ...]) -> str:
             continue
         if _is_union_tag(loc, k):
             continue
-        text += f".{part}" if text else str(part)
+        key = _key(str(part))
+        text += f".{key}" if text else key
     return text or "(top level)"
+
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _key(part: str) -> str:
+    """*part* as TOML writes a key: bare when it can be, else quoted, with
+    the characters a message cannot show (a newline, ESC) escaped."""
+    if _BARE_KEY.fullmatch(part):
+        return part
+    return '"' + "".join(map(_escape, part)) + '"'
+
+
+def _escape(char: str) -> str:
+    if char in '"\\':
+        return "\\" + char
+    if char.isprintable():
+        return char
+    code = ord(char)
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
 
 def _is_union_tag(loc: tuple[int | str, ...], k: int) -> bool:

@@ -61,6 +61,10 @@ class CircuitBreakerRegistry:
             self._declared[name] = policy
         return policy
 
+    def declared(self, name: str) -> bool:
+        """Whether *name* has settings (configured, or already created)."""
+        return name in self._declared or name in self._breakers
+
     def get(self, name: str) -> CircuitBreaker:
         """The breaker called *name*; UnknownNameError if there is none."""
         try:

@@ -379,11 +379,15 @@ def process_stats(pid: int | None) -> dict[str, object]:
 def _target_breaker(
     registry: CircuitBreakerRegistry, name: str, config: BreakerConfig | None
 ) -> CircuitBreaker:
-    """``target:<name>``: isolates one target's failures. Unless configured
-    otherwise it never goes PERMANENT_OPEN: the main breaker and dormant
-    mode already stop a runaway, and resuming must be enough to heal."""
+    """``target:<name>``: isolates one target's failures.
+
+    Settings from ``[breakers."target:<name>"]`` win, then the target's
+    ``[targets.breaker]``; without either it never goes PERMANENT_OPEN:
+    the main breaker and dormant mode already stop a runaway, and resuming
+    must be enough to heal.
+    """
     breaker_name = f"{TARGET_BREAKER_PREFIX}{name}"
-    if breaker_name not in registry:
+    if not registry.declared(breaker_name):
         settings = (
             config.model_dump()
             if config is not None

@@ -106,8 +106,8 @@ def resume(
     _say(f"resumed: {answer.get('message', 'the engine is active')}", "green")
     _say(
         f"consecutiveFailures {engine.get('consecutiveFailures')}, backoff "
-        f"{human_ms(engine.get('backoffDelay'))}, self-healing-main reset to "
-        "CLOSED"
+        f"{human_ms(engine.get('backoffDelay'))}, self-healing-main and the "
+        "target breakers reset to CLOSED"
     )
     _say("next: watch it for 30 minutes (step 5): selfheal watch")
 
