@@ -582,6 +582,7 @@ def _path(loc: tuple[int | str, ...]) -> str:
 
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+_BMP_LAST = 0xFFFF  # beyond it TOML writes \UXXXXXXXX
 
 
 def _key(part: str) -> str:
@@ -598,7 +599,7 @@ def _escape(char: str) -> str:
     if char.isprintable():
         return char
     code = ord(char)
-    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+    return f"\\u{code:04x}" if code <= _BMP_LAST else f"\\U{code:08x}"
 
 
 def _is_union_tag(loc: tuple[int | str, ...], k: int) -> bool:
