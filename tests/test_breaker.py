@@ -423,6 +423,17 @@ class TestForms:
         assert "double" == double.__name__
 
     @pytest.mark.anyio
+    async def test_call_async_passes_arguments(
+        self, breaker: CircuitBreaker
+    ) -> None:
+        """call_async hands positional and keyword arguments on."""
+
+        async def add(a: int, *, b: int) -> int:
+            return a + b
+
+        assert 7 == await breaker.call_async(add, 3, b=4)
+
+    @pytest.mark.anyio
     async def test_decorator_async(
         self, breaker: CircuitBreaker, clock: FakeClock
     ) -> None:
