@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import socket
+import sqlite3
 import subprocess
 import time
 
@@ -12,9 +13,10 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import httpx
+import psutil  # type: ignore[import-untyped, unused-ignore]
 
 from selfhealing.runtime import Runtime
 
@@ -107,3 +109,50 @@ def kill_leftovers(directory: Path) -> list[int]:
             except psutil.Error:
                 pass
     return killed
+
+
+class Served(Protocol):
+    """A daemon reachable over HTTP (DaemonProcess or LiveDaemon)."""
+
+    url: str
+
+
+def status(daemon: Served) -> dict[str, Any]:
+    """GET /api/status."""
+    return dict(httpx.get(daemon.url + "/api/status", timeout=5).json())
+
+
+def events(daemon: Served, **params: object) -> list[dict[str, Any]]:
+    """GET /api/events (up to 1,000, oldest first) with these filters."""
+    response = httpx.get(
+        daemon.url + "/api/events",
+        params={"limit": 1000, **params},
+        timeout=5,
+    )
+    return list(response.json()["events"])
+
+
+def wait_for(
+    predicate: Callable[[], bool], *, what: str, timeout: float = 30
+) -> None:
+    """Poll *predicate* until it holds; fail naming *what* after *timeout*."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie waiting for its parent."""
+    try:
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return False
+
+
+def integrity(database: Path) -> list[tuple[str]]:
+    """SQLite's integrity check of *database*, opened read-only."""
+    with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:
+        return db.execute("PRAGMA integrity_check").fetchall()

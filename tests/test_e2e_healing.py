@@ -13,42 +13,23 @@ import time
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import httpx
 import psutil  # type: ignore[import-untyped, unused-ignore]
 import pytest
 
-from support import DaemonProcess, free_port, wait_healthy
+from support import (
+    DaemonProcess,
+    events,
+    free_port,
+    status,
+    wait_for,
+    wait_healthy,
+)
 
 
 pytestmark = pytest.mark.slow
 
 PY = json.dumps(sys.executable)
-
-
-def status(daemon: DaemonProcess) -> dict[str, Any]:
-    return dict(httpx.get(daemon.url + "/api/status", timeout=5).json())
-
-
-def events(daemon: DaemonProcess, **params: object) -> list[dict[str, Any]]:
-    response = httpx.get(
-        daemon.url + "/api/events",
-        params={"limit": 1000, **params},
-        timeout=5,
-    )
-    return list(response.json()["events"])
-
-
-def wait_for(
-    predicate: Callable[[], bool], *, timeout: float = 20, what: str = ""
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def guide(daemon: DaemonProcess, line: str) -> str:
@@ -198,7 +179,10 @@ class TestSupervisedHealing:
         """SIGTERM: exit code 0 within 10 s, and no child left running."""
         write_scenes(tmp_path)
         daemon = spawn_daemon(web_config(free_port()))
-        wait_for(lambda: status(daemon)["processes"][0]["pid"] is not None)
+        wait_for(
+            lambda: status(daemon)["processes"][0]["pid"] is not None,
+            what="the process started",
+        )
         child = status(daemon)["processes"][0]["pid"]
         started = time.monotonic()
         assert 0 == daemon.stop(signal.SIGTERM)

@@ -10,11 +10,9 @@ import json
 import secrets
 import string
 import subprocess
-import time
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -26,7 +24,7 @@ from selfhealing.cli import app
 from selfhealing.llm import mask_key
 from selfhealing.runtime import Runtime
 from selfhealing.testing import FakeAnthropic, Reply
-from support import DaemonProcess
+from support import DaemonProcess, events, status, wait_for
 
 
 pytestmark = pytest.mark.slow
@@ -86,26 +84,6 @@ allowed = ["fix-it"]
 """
 LLM_CONFIG = LADDER.format(ladder='["ask-claude", "last-resort"]') + ASK_CLAUDE
 RULES_CONFIG = LADDER.format(ladder='["last-resort"]')
-
-
-def status(daemon: DaemonProcess) -> dict[str, Any]:
-    return dict(httpx.get(daemon.url + "/api/status", timeout=5).json())
-
-
-def events(daemon: DaemonProcess, **params: str | int) -> list[dict[str, Any]]:
-    response = httpx.get(
-        daemon.url + "/api/events", params={"limit": 1000, **params}, timeout=5
-    )
-    return list(response.json()["events"])
-
-
-def wait_for(predicate: Callable[[], bool], *, what: str) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def healed(daemon: DaemonProcess, count: int = 1) -> Callable[[], bool]:

@@ -13,19 +13,26 @@ separate Python process holding ``BEGIN EXCLUSIVE``.
 from __future__ import annotations
 
 import contextlib
-import sqlite3
 import subprocess
 import sys
 import time
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import httpx
 import pytest
 
-from support import DaemonProcess, LiveDaemon
+from support import (
+    DaemonProcess,
+    LiveDaemon,
+    Served,
+    events,
+    integrity,
+    status,
+    wait_for,
+)
 
 
 pytestmark = pytest.mark.slow
@@ -90,41 +97,8 @@ db.close()
 """
 
 
-class HasUrl(Protocol):
-    url: str
-
-
-def status(daemon: HasUrl) -> dict[str, Any]:
-    return dict(httpx.get(daemon.url + "/api/status", timeout=5).json())
-
-
-def events(daemon: HasUrl, **params: object) -> list[dict[str, Any]]:
-    response = httpx.get(
-        daemon.url + "/api/events",
-        params={"limit": 1000, **params},
-        timeout=5,
-    )
-    return list(response.json()["events"])
-
-
-def wait_for(
-    predicate: Callable[[], bool], *, what: str, timeout: float = 30
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def integrity(database: Path) -> list[tuple[str]]:
-    with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:
-        return db.execute("PRAGMA integrity_check").fetchall()
-
-
 def outage(
-    daemon: HasUrl,
+    daemon: Served,
     directory: Path,
     *,
     database: Path,

@@ -18,11 +18,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
-import psutil  # type: ignore[import-untyped, unused-ignore]
 import pytest
 
-from support import DaemonProcess
+from support import DaemonProcess, events, running, status, wait_for
 
 
 pytestmark = pytest.mark.slow
@@ -100,39 +98,8 @@ command = ["touch", "other-ok"]
 """
 
 
-def status(daemon: DaemonProcess) -> dict[str, Any]:
-    return dict(httpx.get(daemon.url + "/api/status", timeout=5).json())
-
-
-def events(daemon: DaemonProcess, **params: object) -> list[dict[str, Any]]:
-    response = httpx.get(
-        daemon.url + "/api/events",
-        params={"limit": 1000, **params},
-        timeout=5,
-    )
-    return list(response.json()["events"])
-
-
-def wait_for(
-    predicate: Callable[[], bool], *, what: str, timeout: float = 30
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def target(document: dict[str, Any], name: str) -> dict[str, Any]:
     return next(t for t in document["targets"] if t["name"] == name)
-
-
-def running(pid: int) -> bool:
-    try:
-        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
-    except psutil.NoSuchProcess:
-        return False
 
 
 def spawned(path: Path) -> list[tuple[int, int, float]]:

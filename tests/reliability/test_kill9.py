@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import sys
 import threading
 import time
@@ -25,7 +24,15 @@ import httpx
 import psutil  # type: ignore[import-untyped, unused-ignore]
 import pytest
 
-from support import DaemonProcess, free_port
+from support import (
+    DaemonProcess,
+    events,
+    free_port,
+    integrity,
+    running,
+    status,
+    wait_for,
+)
 
 
 pytestmark = pytest.mark.slow
@@ -85,19 +92,6 @@ process = "web"
 """
 
 
-def status(daemon: DaemonProcess) -> dict[str, Any]:
-    return dict(httpx.get(daemon.url + "/api/status", timeout=5).json())
-
-
-def events(daemon: DaemonProcess, **params: object) -> list[dict[str, Any]]:
-    response = httpx.get(
-        daemon.url + "/api/events",
-        params={"limit": 1000, **params},
-        timeout=5,
-    )
-    return list(response.json()["events"])
-
-
 def every_event(daemon: DaemonProcess) -> list[dict[str, Any]]:
     """The whole audit trail, page by page."""
     found: list[dict[str, Any]] = []
@@ -132,34 +126,10 @@ class Hammer(threading.Thread):
         self.join(5)
 
 
-def wait_for(
-    predicate: Callable[[], bool], *, what: str, timeout: float = 30
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def running(pid: int) -> bool:
-    """Alive and not a zombie waiting for its parent."""
-    try:
-        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
-    except psutil.NoSuchProcess:
-        return False
-
-
 def service_pids(directory: Path, pid: int) -> tuple[int, int]:
     """The service with *pid* and its child, as the service recorded them."""
     record = json.loads((directory / f"service-{pid}.json").read_text())
     return record["pid"], record["child"]
-
-
-def integrity(database: Path) -> list[tuple[str]]:
-    with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:
-        return db.execute("PRAGMA integrity_check").fetchall()
 
 
 def unowned(directory: Path, daemon: DaemonProcess) -> list[str]:

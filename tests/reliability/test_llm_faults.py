@@ -18,11 +18,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from selfhealing.testing import FakeAnthropic, Reply
-from support import DaemonProcess
+from support import DaemonProcess, events, status, wait_for
 
 
 pytestmark = pytest.mark.slow
@@ -102,30 +101,6 @@ FAULTS: dict[str, tuple[Reply | None, str, str]] = {
     ),
     "gone": (None, "unavailable", "service error"),
 }
-
-
-def status(daemon: DaemonProcess) -> dict[str, Any]:
-    return dict(httpx.get(daemon.url + "/api/status", timeout=5).json())
-
-
-def events(daemon: DaemonProcess, **params: object) -> list[dict[str, Any]]:
-    response = httpx.get(
-        daemon.url + "/api/events",
-        params={"limit": 1000, **params},
-        timeout=5,
-    )
-    return list(response.json()["events"])
-
-
-def wait_for(
-    predicate: Callable[[], bool], *, what: str, timeout: float = 30
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture(name="fake")

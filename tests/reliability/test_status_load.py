@@ -24,10 +24,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from support import DaemonProcess, free_port
+from support import DaemonProcess, events, free_port, status, wait_for
 
 
 pytestmark = pytest.mark.slow
@@ -134,30 +133,6 @@ async def main(url, rate):
 
 asyncio.run(main(sys.argv[1], float(sys.argv[2])))
 """
-
-
-def status(daemon: DaemonProcess) -> dict[str, Any]:
-    return dict(httpx.get(daemon.url + "/api/status", timeout=5).json())
-
-
-def events(daemon: DaemonProcess, **params: object) -> list[dict[str, Any]]:
-    response = httpx.get(
-        daemon.url + "/api/events",
-        params={"limit": 1000, **params},
-        timeout=5,
-    )
-    return list(response.json()["events"])
-
-
-def wait_for(
-    predicate: Callable[[], bool], *, what: str, timeout: float = 30
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class Load:
