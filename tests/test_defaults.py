@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import gc
 import importlib
 
 from collections.abc import Iterator
@@ -10,6 +11,8 @@ import pytest
 import selfhealing
 
 from selfhealing import defaults
+from selfhealing.events import Event, EventKind
+from selfhealing.runtime import Runtime
 
 
 @pytest.fixture(autouse=True)
@@ -60,6 +63,21 @@ class TestDefaults:
             )
         snapshot = selfhealing.background_task_manager.snapshot()
         assert 1 == snapshot.total_tasks
+
+    def test_runtimes_around_the_defaults_do_not_pile_up(self) -> None:
+        """Runtime.from_defaults() leaves nothing on the shared bus once the
+        runtime is gone (a service building one per test, say)."""
+        bus = defaults.event_bus
+        before = len(bus)
+        for _ in range(3):
+            runtime = Runtime.from_defaults()
+            assert len(bus) > before
+            del runtime
+            gc.collect()
+            bus.publish(
+                Event(EventKind.OPERATOR_ACTION, 0.0, "test", "anyone there?")
+            )
+            assert before == len(bus)
 
     def test_flags_read_the_working_directory(self) -> None:
         """The default flags read .env.local in the working directory."""

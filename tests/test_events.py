@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import gc
 import logging
 
 import pytest
@@ -29,6 +30,27 @@ class TestEventBus:
         unsubscribe()
         bus.publish(event())
         assert ([], 0) == (seen, len(bus))
+
+    def test_weak_subscription_ends_with_its_object(self) -> None:
+        """A weakly subscribed method gets events while its object lives,
+        and the subscription goes with the object."""
+        bus = EventBus()
+
+        class Listener:
+            def __init__(self) -> None:
+                self.seen: list[str] = []
+
+            def on_event(self, e: Event) -> None:
+                self.seen.append(e.message)
+
+        listener = Listener()
+        bus.subscribe_weakly(listener.on_event)
+        bus.publish(event("x"))
+        assert ["x"] == listener.seen
+        del listener
+        gc.collect()
+        bus.publish(event("y"))
+        assert 0 == len(bus)
 
     def test_failing_subscriber_is_isolated(
         self, caplog: pytest.LogCaptureFixture

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -100,6 +101,27 @@ class EventBus:
                     s for s in self._subscribers if s is not subscriber
                 )
 
+        return unsubscribe
+
+    def subscribe_weakly(
+        self, method: Callable[[Event], object]
+    ) -> Callable[[], None]:
+        """Subscribe a bound method without keeping its object alive.
+
+        For objects that may come and go while the bus stays (runtimes
+        built around the process-wide bus): once the object is collected,
+        the next event removes the subscription.
+        """
+        ref = weakref.WeakMethod(method)
+
+        def deliver(event: Event) -> None:
+            bound = ref()
+            if bound is None:
+                unsubscribe()
+            else:
+                bound(event)
+
+        unsubscribe = self.subscribe(deliver)
         return unsubscribe
 
     def publish(self, event: Event) -> None:

@@ -296,7 +296,8 @@ class Metrics:
             buckets=AUDIT_WRITE_BUCKETS,
             registry=self.registry,
         )
-        self._unsubscribe = source.bus.subscribe(self._on_event)
+        # Weakly: from_defaults() runtimes share the process-wide bus.
+        self._unsubscribe = source.bus.subscribe_weakly(self._on_event)
 
     # ------------------------------------------------------------- feeding
 

@@ -201,7 +201,8 @@ class Runtime:
         self.preventive = self._build_preventive()
         self._status_cache: tuple[float, int, bytes] | None = None
         self._status_generation = 0
-        self.bus.subscribe(self._status_changed)
+        # Weakly: from_defaults() runtimes share the process-wide bus.
+        self.bus.subscribe_weakly(self._status_changed)
         self.notifier: Notifier | None = (
             Notifier.for_runtime(self)
             if self.config.notifications.urls
