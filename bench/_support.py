@@ -15,7 +15,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 
 from collections.abc import Iterator, Sequence
@@ -323,8 +322,3 @@ def _kill_group(pgid: int) -> None:
         return
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
-
-
-def python() -> str:
-    """The interpreter running the benchmark (the venv's)."""
-    return sys.executable

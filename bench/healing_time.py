@@ -25,6 +25,11 @@ is unaffected. Kinds alternate. From the break, polled every ~20 ms over
 * healed: ``GET /api/status`` shows ``selfHealing.successfulHealings``
   incremented (verified: healthy for verify_settle after the action).
 
+Percentiles are nearest rank, so the p95 of fewer than 20 breaks (10 by
+default) is the slowest of them. A state polling missed (say, unhealthy
+for less than one poll) is left out of that stage's percentiles and
+counted in ``missed``.
+
 Each break lands after a random pause within one check interval, once
 the previous healing is past its relapse window (so a break never counts
 as a relapse). Reference: Kubernetes' documented probe defaults, period
@@ -42,7 +47,7 @@ import json
 import math
 import os
 import random
-import statistics
+import subprocess
 import sys
 import tempfile
 import textwrap
@@ -65,6 +70,10 @@ from _support import (
 
 POLL = 0.02
 TIMEOUT = 60.0  # seconds a break may take to heal before we give up
+# The http check's settings, in the TOML, the header and each Series.
+CHECK_TIMEOUT = 0.5  # seconds
+FAILURE_THRESHOLD = 3
+STAGES = ("detected_ms", "restarted_ms", "healthy_ms", "healed_ms")
 K8S_PERIOD = 10.0
 K8S_FAILURE_THRESHOLD = 3
 K8S_RESTART_S = K8S_PERIOD * K8S_FAILURE_THRESHOLD  # ~30 s, the documented
@@ -89,14 +98,25 @@ class Series:
     failed: list[str] = field(default_factory=list)
 
     def values(self, what: str, kind: str | None = None) -> list[float]:
-        return [
+        """The *what* times taken; NaN (a state polling missed) left out."""
+        taken = [
             getattr(h, what)
             for h in self.heals
             if kind is None or h.kind == kind
         ]
+        return [v for v in taken if not math.isnan(v)]
 
     def stat(self, what: str, q: float, kind: str | None = None) -> float:
         return percentile(self.values(what, kind), q)
+
+    def stats(self, q: float) -> dict[str, float]:
+        return {what: self.stat(what, q) for what in STAGES}
+
+    def missed(self) -> dict[str, int]:
+        """Per stage, how many heals polling never saw in that state."""
+        return {
+            what: len(self.heals) - len(self.values(what)) for what in STAGES
+        }
 
 
 class Daemon:
@@ -111,6 +131,7 @@ class Daemon:
         self.web = free_port()
         self.api = free_port()
         self.scenes = workdir / "demo" / "scenes.json"
+        self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         demo = self.scenes.parent
@@ -142,8 +163,8 @@ class Daemon:
                 type = "http"
                 url = "http://127.0.0.1:{self.web}/health"
                 interval = "{self.interval * 1000:.0f}ms"
-                timeout = "500ms"
-                failure_threshold = 3
+                timeout = "{CHECK_TIMEOUT * 1000:.0f}ms"
+                failure_threshold = {FAILURE_THRESHOLD}
 
                 [[actions]]
                 name = "restart-{TARGET}"
@@ -216,7 +237,8 @@ class Daemon:
         return start
 
     def stop(self) -> None:
-        self.janitor.stop(self.proc)
+        if self.proc is not None:
+            self.janitor.stop(self.proc)
 
 
 def heal_once(daemon: Daemon, kind: str) -> Heal:
@@ -262,23 +284,19 @@ def measure(
     repeats: int,
     rng: random.Random,
 ) -> Series:
-    series = Series(interval, 0.5, 3)
+    series = Series(interval, CHECK_TIMEOUT, FAILURE_THRESHOLD)
     workdir = root / f"interval-{interval:g}"
     workdir.mkdir()
     daemon = Daemon(janitor, workdir, interval)
-    daemon.start()
     relapse_window = 10 * interval  # the daemon's default
+    number = 0
     try:
+        daemon.start()
         daemon.settled()
         for number in range(repeats):
             kind = kinds[number % len(kinds)]
             time.sleep(rng.uniform(0, interval))
-            try:
-                heal = heal_once(daemon, kind)
-            except TimeoutError as error:
-                series.failed.append(str(error))
-                print(f"  {error}", file=sys.stderr)
-                break
+            heal = heal_once(daemon, kind)
             series.heals.append(heal)
             print(
                 f"  interval {interval:g} s, {kind}: detected "
@@ -289,6 +307,13 @@ def measure(
             daemon.settled()
             # The next break must not count as a relapse of this healing.
             time.sleep(relapse_window + 0.5)
+    except (OSError, RuntimeError, ValueError) as error:
+        # TimeoutError is an OSError. Keep what this interval measured and
+        # go on with the next one: a daemon in trouble would fail every
+        # remaining repeat too.
+        failure = f"repeat {number + 1} of {repeats}: {error!r}; rest skipped"
+        series.failed.append(failure)
+        print(f"  interval {interval:g} s: {failure}", file=sys.stderr)
     finally:
         daemon.stop()
     return series
@@ -296,6 +321,21 @@ def measure(
 
 def _s(ms: float) -> str:
     return f"{ms / 1000:.2f} s"
+
+
+def _row(label: str, s: Series, kind: str | None = None) -> str:
+    def cell(what: str, q: float, width: int) -> str:
+        return f"{_s(s.stat(what, q, kind)):>{width}}"
+
+    return (
+        f"{label:<20}{len(s.values('healed_ms', kind)):>3}"
+        + cell("detected_ms", 50, 14)
+        + cell("restarted_ms", 50, 15)
+        + cell("restarted_ms", 95, 9)
+        + cell("healthy_ms", 50, 13)
+        + cell("healed_ms", 50, 12)
+        + cell("healed_ms", 95, 9)
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -317,9 +357,10 @@ def main(argv: list[str] | None = None) -> int:
     raise_on_sigterm()
 
     results = []
+    # The Janitor exits first: processes stop before their directory goes.
     with (
-        Janitor() as janitor,
         tempfile.TemporaryDirectory(prefix="healing-bench-") as tmp,
+        Janitor() as janitor,
     ):
         for interval in intervals:
             results.append(
@@ -335,36 +376,26 @@ def main(argv: list[str] | None = None) -> int:
 
     print(
         f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
-        f"{load_average()}; http check timeout 500 ms, failure_threshold 3, "
-        f"verify_settle 1 s; breaks alternate {'/'.join(kinds)}; from the "
-        "break:"
+        f"{load_average()}; http check timeout {CHECK_TIMEOUT * 1000:.0f} "
+        f"ms, failure_threshold {FAILURE_THRESHOLD}, verify_settle 1 s; "
+        f"breaks alternate {'/'.join(kinds)}; from the break (p95 by nearest "
+        "rank: of fewer than 20 breaks, the slowest):"
     )
     print(
         f"{'check interval':<20}{'n':>3}{'detected p50':>14}{'restarted p50':>15}"
         f"{'p95':>9}{'healthy p50':>13}{'healed p50':>12}{'p95':>9}"
     )
     for s in results:
-        print(
-            f"{s.interval:>6g} s x 3{'':<10}{len(s.heals):>3}"
-            f"{_s(s.stat('detected_ms', 50)):>14}"
-            f"{_s(s.stat('restarted_ms', 50)):>15}"
-            f"{_s(s.stat('restarted_ms', 95)):>9}"
-            f"{_s(s.stat('healthy_ms', 50)):>13}"
-            f"{_s(s.stat('healed_ms', 50)):>12}"
-            f"{_s(s.stat('healed_ms', 95)):>9}"
-        )
+        print(_row(f"{s.interval:>6g} s x {FAILURE_THRESHOLD}", s))
         for kind in kinds:
-            values = s.values("healed_ms", kind)
-            if values:
-                print(
-                    f"{'':<6}{kind:<14}{len(values):>3}"
-                    f"{_s(s.stat('detected_ms', 50, kind)):>14}"
-                    f"{_s(s.stat('restarted_ms', 50, kind)):>15}"
-                    f"{_s(s.stat('restarted_ms', 95, kind)):>9}"
-                    f"{_s(s.stat('healthy_ms', 50, kind)):>13}"
-                    f"{_s(s.stat('healed_ms', 50, kind)):>12}"
-                    f"{_s(s.stat('healed_ms', 95, kind)):>9}"
-                )
+            if s.values("healed_ms", kind):
+                print(_row(f"{'':<6}{kind}", s, kind))
+        missed = {k: v for k, v in s.missed().items() if v}
+        if missed:
+            print(
+                f"{'':<6}missed by polling (left out): "
+                + ", ".join(f"{k} {v}" for k, v in missed.items())
+            )
     print(
         f"Kubernetes default (period {K8S_PERIOD:g} s x failureThreshold "
         f"{K8S_FAILURE_THRESHOLD}): restart ~{K8S_RESTART_S:g} s after the "
@@ -389,31 +420,9 @@ def main(argv: list[str] | None = None) -> int:
                     "series": [
                         {
                             **asdict(s),
-                            "p50": {
-                                what: s.stat(what, 50)
-                                for what in (
-                                    "detected_ms",
-                                    "restarted_ms",
-                                    "healthy_ms",
-                                    "healed_ms",
-                                )
-                            },
-                            "p95": {
-                                what: s.stat(what, 95)
-                                for what in (
-                                    "detected_ms",
-                                    "restarted_ms",
-                                    "healthy_ms",
-                                    "healed_ms",
-                                )
-                            },
-                            "medians_by_kind": {
-                                kind: statistics.median(
-                                    s.values("healed_ms", kind)
-                                )
-                                for kind in kinds
-                                if s.values("healed_ms", kind)
-                            },
+                            "p50": s.stats(50),
+                            "p95": s.stats(95),
+                            "missed": s.missed(),
                         }
                         for s in results
                     ],

@@ -16,7 +16,7 @@ Supervisors, one after another, 127.0.0.1 only:
   ``[[processes]]`` entry, an http target (0.2 s interval, threshold 1)
   and a ``restart_process`` action. Before each kill it waits until the
   daemon reports the last healing verified.
-* supervisord (the installed release), ``autorestart=true``, ``startsecs=0``.
+* supervisord, if installed: ``autorestart=true``, ``startsecs=0``.
 * circus, if importable: with its default check_delay (5 s) and with 0.1 s.
 
 Every program is serving before each kill, and each kill lands after a
@@ -223,7 +223,10 @@ class SelfHealing(Supervised):
 
 
 class Supervisord(Supervised):
-    name = f"supervisord {importlib.metadata.version('supervisor')}"
+    def __init__(self, janitor: Janitor, workdir: Path) -> None:
+        super().__init__(janitor, workdir)
+        # Not at import: without supervisor the script runs, skipping it.
+        self.name = f"supervisord {importlib.metadata.version('supervisor')}"
 
     def start(self) -> None:
         conf = self.workdir / "supervisord.conf"
@@ -370,15 +373,15 @@ def measure(
     return result
 
 
-def circus_available() -> str | None:
-    """None if circusd can run here, else why not."""
+def unavailable(package: str, program: str) -> str | None:
+    """None if *program* of *package* can run here, else why not."""
     try:
-        importlib.metadata.version("circus")
+        importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:
-        return "circus is not installed (pip install circus)"
-    circusd = Path(sys.executable).with_name("circusd")
-    if not circusd.exists():
-        return f"{circusd} not found"
+        return f"{package} is not installed (pip install {package})"
+    path = Path(sys.executable).with_name(program)
+    if not path.exists():
+        return f"{path} not found"
     return None
 
 
@@ -395,9 +398,10 @@ def main(argv: list[str] | None = None) -> int:
 
     results: list[Result] = []
     skipped: list[str] = []
+    # The Janitor exits first: processes stop before their directory goes.
     with (
-        Janitor() as janitor,
         tempfile.TemporaryDirectory(prefix="restart-bench-") as tmp,
+        Janitor() as janitor,
     ):
         root = Path(tmp)
 
@@ -409,9 +413,17 @@ def main(argv: list[str] | None = None) -> int:
 
         makers: list[Callable[[], Supervised]] = [
             lambda: SelfHealing(janitor, workdir("selfhealing")),
-            lambda: Supervisord(janitor, workdir("supervisord")),
         ]
-        why = "skipped (--no-circus)" if args.no_circus else circus_available()
+        why = unavailable("supervisor", "supervisord")
+        if why is None:
+            makers.append(lambda: Supervisord(janitor, workdir("supervisord")))
+        else:
+            skipped.append(f"supervisord: {why}")
+        why = (
+            "skipped (--no-circus)"
+            if args.no_circus
+            else unavailable("circus", "circusd")
+        )
         if why is None:
             makers += [
                 lambda: Circus(janitor, workdir("circus-0.1"), 0.1),

@@ -463,8 +463,8 @@ def main(argv: list[str] | None = None) -> int:
     duration = 3.0 if args.quick else 10.0
     wrk = None if args.no_wrk else shutil.which("wrk")
     with (
-        Janitor() as janitor,
         tempfile.TemporaryDirectory(prefix="status-bench-") as tmp,
+        Janitor() as janitor,
     ):
         api = _start_daemon(janitor, Path(tmp) / "daemon")
         bare_port = free_port()
