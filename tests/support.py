@@ -123,7 +123,7 @@ def status(daemon: Served) -> dict[str, Any]:
 
 
 def events(daemon: Served, **params: object) -> list[dict[str, Any]]:
-    """GET /api/events (up to 1,000, oldest first) with these filters."""
+    """GET /api/events with these filters: up to 1,000, in id order."""
     response = httpx.get(
         daemon.url + "/api/events",
         params={"limit": 1000, **params},

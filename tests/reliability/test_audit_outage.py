@@ -111,8 +111,16 @@ def outage(
         lambda: status(daemon)["targets"][0]["health"] == "healthy",
         what="api healthy",
     )
-    last_written = events(daemon)[-1]["id"]
-    trail = status(daemon)["auditTrail"]
+    # The last event written and the count written, read while nothing
+    # is being committed (the same count before and after).
+    while True:
+        trail = status(daemon)["auditTrail"]
+        last_written = events(daemon)[-1]["id"]
+        if trail["pending"] == 0 and (
+            status(daemon)["auditTrail"]["written"] == trail["written"]
+        ):
+            break
+        time.sleep(0.05)
     assert (True, 0) == (trail["ok"], trail["dropped"])
     written_before = trail["written"]
 
