@@ -1,10 +1,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
-import subprocess
-import sys
 import threading
 import time
 
@@ -22,9 +19,9 @@ from selfhealing.testing import FakeClock
 from support import (
     DaemonProcess,
     LiveDaemon,
-    free_port,
     kill_leftovers,
-    wait_healthy,
+    start_daemon_process,
+    stop_daemon_process,
 )
 
 
@@ -109,45 +106,13 @@ def _spawn_daemon(tmp_path: Path) -> Iterator[Callable[..., DaemonProcess]]:
         port: int | None = None,
         args: tuple[str, ...] = (),
     ) -> DaemonProcess:
-        port = port or free_port()
-        argv = [
-            sys.executable,
-            "-m",
-            "selfhealing",
-            "run",
-            "--port",
-            str(port),
-        ]
         if config is not None:
             (tmp_path / "selfheal.toml").write_text(config)
-        environment = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("FEATURE_", "SELFHEAL_", "ANTHROPIC_"))
-            and k != "DEBUG"
-        }
-        environment.update(env or {})
-        process = subprocess.Popen(
-            [*argv, *args],
-            cwd=tmp_path,
-            env=environment,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        daemon = DaemonProcess(f"http://127.0.0.1:{port}", process, tmp_path)
+        daemon = start_daemon_process(tmp_path, port=port, env=env, args=args)
         started.append(daemon)
-        wait_healthy(daemon.url, process)
         return daemon
 
     yield spawn
     for daemon in started:
-        if daemon.process.poll() is None:
-            # SIGTERM: the daemon stops its supervised processes itself.
-            daemon.process.terminate()
-            try:
-                daemon.process.communicate(timeout=15)
-            except subprocess.TimeoutExpired:
-                daemon.process.kill()
-        daemon.process.communicate(timeout=10)  # reaps, closes the pipe
+        stop_daemon_process(daemon)
     kill_leftovers(tmp_path)

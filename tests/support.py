@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import socket
 import sqlite3
 import subprocess
+import sys
 import time
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +80,61 @@ class DaemonProcess:
         return out
 
 
+def start_daemon_process(
+    directory: Path,
+    *,
+    port: int | None = None,
+    env: Mapping[str, str] | None = None,
+    args: tuple[str, ...] = (),
+) -> DaemonProcess:
+    """`selfheal run` in *directory*, healthy; the tests' own FEATURE_*,
+    SELFHEAL_*, ANTHROPIC_* and DEBUG settings are not passed on."""
+    port = port or free_port()
+    environment = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("FEATURE_", "SELFHEAL_", "ANTHROPIC_"))
+        and k != "DEBUG"
+    }
+    environment.update(env or {})
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "selfhealing",
+            "run",
+            "--port",
+            str(port),
+            *args,
+        ],
+        cwd=directory,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    daemon = DaemonProcess(f"http://127.0.0.1:{port}", process, directory)
+    try:
+        wait_healthy(daemon.url, process)
+    except RuntimeError:
+        stop_daemon_process(daemon)
+        raise
+    return daemon
+
+
+def stop_daemon_process(daemon: DaemonProcess) -> None:
+    """SIGTERM (the daemon stops its supervised processes itself), SIGKILL
+    if it lingers; then whatever still runs in its directory."""
+    if daemon.process.poll() is None:
+        daemon.process.terminate()
+        try:
+            daemon.process.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            daemon.process.kill()
+    daemon.process.communicate(timeout=10)  # reaps, closes the pipe
+    kill_leftovers(daemon.directory)
+
+
 def wait_healthy(url: str, process: subprocess.Popen[str]) -> None:
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -93,21 +150,25 @@ def wait_healthy(url: str, process: subprocess.Popen[str]) -> None:
     raise RuntimeError("daemon did not become healthy")
 
 
+def processes_in(directory: Path) -> Iterator[psutil.Process]:
+    """Every process working in *directory* or below (zombies included)."""
+    root = str(directory)
+    for process in psutil.process_iter(["pid", "cwd", "cmdline", "status"]):
+        cwd = process.info.get("cwd") or ""
+        if cwd == root or cwd.startswith(root + "/"):
+            yield process
+
+
 def kill_leftovers(directory: Path) -> list[int]:
     """Kill any process still running in *directory* (a test's tmp_path):
     a test that killed its daemon with -9 must not leave children behind."""
-    import psutil  # noqa: PLC0415 (untyped; only tests need it here)
-
     killed = []
-    root = str(directory)
-    for process in psutil.process_iter(["pid", "cwd"]):
-        cwd = process.info.get("cwd") or ""
-        if cwd == root or cwd.startswith(root + "/"):
-            try:
-                process.kill()
-                killed.append(process.pid)
-            except psutil.Error:
-                pass
+    for process in processes_in(directory):
+        try:
+            process.kill()
+            killed.append(process.pid)
+        except psutil.Error:
+            pass
     return killed
 
 

@@ -10,8 +10,6 @@ never fail is ``not_a_server_error``: zero 5xx, whatever is sent.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 import time
 
@@ -27,7 +25,7 @@ from schemathesis.checks import CHECKS, load_all_checks
 
 from selfhealing.api import create_app
 from selfhealing.runtime import Runtime
-from support import free_port, kill_leftovers, wait_healthy
+from support import free_port, start_daemon_process, stop_daemon_process
 
 
 pytestmark = pytest.mark.slow
@@ -78,34 +76,11 @@ def _daemon(directory: Path, env: dict[str, str]) -> Iterator[str]:
     (directory / "selfheal.toml").write_text(
         CONFIG.format(python=json.dumps(sys.executable), port=free_port())
     )
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "selfhealing", "run", "--port", str(port)],
-        cwd=directory,
-        env={
-            **{
-                k: v
-                for k, v in os.environ.items()
-                if not k.startswith(("FEATURE_", "SELFHEAL_", "ANTHROPIC_"))
-            },
-            **env,
-        },
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
+    daemon = start_daemon_process(directory, env=env)
     try:
-        wait_healthy(url, process)
-        yield url
+        yield daemon.url
     finally:
-        process.terminate()
-        try:
-            process.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.communicate()
-        kill_leftovers(directory)
+        stop_daemon_process(daemon)
 
 
 @pytest.fixture(name="open_daemon", scope="module")

@@ -29,6 +29,7 @@ from support import (
     events,
     free_port,
     integrity,
+    processes_in,
     running,
     status,
     wait_for,
@@ -140,16 +141,12 @@ def unowned(directory: Path, daemon: DaemonProcess) -> list[str]:
             recursive=True
         )
     }
-    found = []
-    for process in psutil.process_iter(["pid", "cwd", "cmdline", "status"]):
-        cwd = process.info.get("cwd") or ""
-        if (
-            (cwd == str(directory) or cwd.startswith(f"{directory}/"))
-            and process.info["pid"] not in owned
-            and process.info["status"] != psutil.STATUS_ZOMBIE
-        ):
-            found.append(f"{process.info['pid']} {process.info['cmdline']}")
-    return found
+    return [
+        f"{process.info['pid']} {process.info['cmdline']}"
+        for process in processes_in(directory)
+        if process.info["pid"] not in owned
+        and process.info["status"] != psutil.STATUS_ZOMBIE
+    ]
 
 
 class TestKill9DuringHealing:
